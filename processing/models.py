@@ -1,0 +1,74 @@
+"""Feeds (what a user wants) and posts (raw posts that passed a feed's processing)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from feeds.models import RawPost, Source
+
+
+class Feed(models.Model):
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="feeds"
+    )
+    name = models.CharField(max_length=200)
+    description = models.TextField(
+        blank=True, help_text='What this feed is about, in plain words ("EU AI regulation").'
+    )
+    sources = models.ManyToManyField(Source, related_name="feeds", blank=True)
+    include_keywords = models.TextField(
+        blank=True,
+        help_text="One keyword or phrase per line. When set, a post must contain at least one "
+        "(case-insensitive, whole words, in title or text).",
+    )
+    exclude_keywords = models.TextField(
+        blank=True, help_text="One keyword or phrase per line. A post containing any is skipped."
+    )
+    summaries = models.BooleanField(default=True, help_text="Summarize posts (AI agents).")
+    tags = models.BooleanField(default=True, help_text="Tag posts (AI agents).")
+    language = models.CharField(
+        max_length=16, blank=True, help_text="Language of summaries, e.g. 'en' (blank: as is)."
+    )
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="feed_owner_name_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Post(models.Model):
+    """A raw post as it appears in one feed. One per (feed, raw post)."""
+
+    feed = models.ForeignKey(Feed, on_delete=models.CASCADE, related_name="posts")
+    raw_post = models.ForeignKey(RawPost, on_delete=models.CASCADE, related_name="posts")
+    title = models.TextField(blank=True)
+    summary = models.TextField(blank=True)
+    url = models.URLField(max_length=2000, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    relevance = models.FloatField(null=True, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Which processing run inserted the row; lets a run tell its own inserts from rows that
+    # already existed after an INSERT ... ON CONFLICT DO NOTHING.
+    batch = models.UUIDField(null=True, blank=True, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["feed", "raw_post"], name="post_feed_raw_post_uniq"),
+        ]
+        indexes = [
+            # A feed's newest posts: WHERE feed_id = ? ORDER BY id DESC
+            models.Index(fields=["feed", "-id"], name="post_feed_recent_idx"),
+            # The run's own inserts: WHERE batch = ?
+            models.Index(fields=["batch"], name="post_batch_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title[:80] or f"post {self.pk}"

@@ -1,0 +1,127 @@
+"""A real HTTP server on 127.0.0.1 that serves fixture feeds, with knobs for hostile answers."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Route:
+    body: bytes = b""
+    status: int = 200
+    content_type: str = "application/rss+xml; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before the response starts
+    etag: bool = True  # answer If-None-Match with 304 when the body did not change
+    lie_length: bool = False  # stream without Content-Length
+
+
+@dataclass
+class SeenRequest:
+    path: str
+    headers: dict[str, str]
+    status: int
+
+
+class FeedServer:
+    """Serve `routes[path]`; record every request (path, headers, status sent)."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.requests: list[SeenRequest] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802
+                route = outer.routes.get(self.path)
+                status = self._answer(route)
+                with outer._lock:
+                    outer.requests.append(SeenRequest(self.path, dict(self.headers), status))
+
+            def _answer(self, route: Route | None) -> int:
+                if route is None:
+                    self._send(404, b"not found", "text/plain", {})
+                    return 404
+                if route.delay:
+                    time.sleep(route.delay)
+                headers = dict(route.headers)
+                if route.etag and route.status == 200:
+                    tag = '"' + hashlib.sha256(route.body).hexdigest()[:16] + '"'
+                    headers["ETag"] = tag
+                    if self.headers.get("If-None-Match") == tag:
+                        self._send(304, b"", None, headers)
+                        return 304
+                self._send(route.status, route.body, route.content_type, headers, route.lie_length)
+                return route.status
+
+            def _send(
+                self,
+                status: int,
+                body: bytes,
+                content_type: str | None,
+                headers: dict[str, str],
+                no_length: bool = False,
+            ) -> None:
+                self.send_response(status)
+                if content_type:
+                    self.send_header("Content-Type", content_type)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                if no_length:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                else:
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if body and status != 304:
+                    try:
+                        self.wfile.write(body)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def serve(self, path: str, body: bytes | str = b"", **kwargs: object) -> str:
+        data = body.encode() if isinstance(body, str) else body
+        self.routes[path] = Route(body=data, **kwargs)  # type: ignore[arg-type]
+        return self.url(path)
+
+    def hits(self, path: str) -> list[SeenRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.path == path]
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def rss(*items: tuple[str, str], title: str = "Fixture feed") -> str:
+    """A small RSS 2.0 document; each item is (guid, title)."""
+    body = "".join(
+        f"<item><title>{t}</title><link>http://example.test/{g}</link>"
+        f'<guid isPermaLink="false">{g}</guid>'
+        f"<pubDate>Wed, 25 Nov 2026 10:00:00 GMT</pubDate>"
+        f"<description>&lt;p&gt;About {t}.&lt;/p&gt;</description></item>"
+        for g, t in items
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
+        f"<title>{title}</title><link>http://example.test/</link>{body}</channel></rss>"
+    )
