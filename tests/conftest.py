@@ -38,3 +38,11 @@ def owner(django_user_model):
 @pytest.fixture
 def other_user(django_user_model):
     return django_user_model.objects.create_user(username="other", password="other-pass-123")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    # Lets fixtures see whether the test failed (e.g. to print child process logs).
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

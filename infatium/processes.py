@@ -1,0 +1,45 @@
+"""The command line of each long-running process, defined once for `make run`, the end-to-end
+tests and the benchmarks (docker-compose.yml spells the same commands for containers)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+QUEUES = "poll,process,agents"
+
+
+def web(*, port: int, host: str = "127.0.0.1", access_log: bool = True) -> list[str]:
+    command = [
+        sys.executable, "-m", "uvicorn", "infatium.asgi:application",
+        "--host", host, "--port", str(port), "--lifespan", "off", "--ws", "websockets",
+    ]  # fmt: skip
+    return command if access_log else [*command, "--no-access-log"]
+
+
+def worker(*, concurrency: int = 2, queues: str = QUEUES, name: str = "worker") -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "-A", "infatium", "worker",
+        "-Q", queues, "-c", str(concurrency), "-n", f"{name}@%h",
+        "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+
+
+def beat(*, schedule_file: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "-A", "infatium", "beat",
+        "--loglevel", "INFO", "--schedule", str(schedule_file),
+    ]  # fmt: skip
+
+
+def flower(*, port: int, host: str = "127.0.0.1") -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "-A", "infatium", "flower",
+        f"--address={host}", f"--port={port}",
+    ]  # fmt: skip
+
+
+def demo_feeds(*, port: int, every: float) -> list[str]:
+    return [
+        sys.executable, "manage.py", "serve_demo_feeds", "--port", str(port), "--every", str(every),
+    ]  # fmt: skip
