@@ -1,0 +1,132 @@
+"""Benchmark: poll → store → process, in one process, on PostgreSQL, against local feeds.
+
+Serves N RSS feeds of M items from an HTTP server on 127.0.0.1, then times with the real
+services (no Celery, one core's worth of work):
+  1. first poll of every source (fetch, parse, sanitize, INSERT raw posts),
+  2. processing every new raw post for two subscribing feeds (rules, INSERT posts),
+  3. a second poll of every source (conditional GET answered 304).
+Prints feeds/s, items/s and posts/s. Uses a throwaway database `infatium_bench` on the server
+named by DATABASE_URL (default: the local PostgreSQL). Figures to compare: `reader` 3.26 on this
+machine did 22.4 feeds/s (1,122 entries/s) on a first update and 595 feeds/s unchanged
+(shared/research/parsers-and-reader.md).
+
+    .venv/bin/python bench/poll_pipeline.py [--sources 200] [--items 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def _setup_django() -> None:
+    base = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/infatium")
+    parts = urlsplit(base)
+    if not parts.scheme.startswith("postgres"):
+        raise SystemExit("the benchmark needs PostgreSQL: set DATABASE_URL to a postgresql:// URL")
+    import psycopg
+
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS infatium_bench WITH (FORCE)")
+        conn.execute("CREATE DATABASE infatium_bench")
+    os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path="/infatium_bench"))
+    os.environ.setdefault("SECRET_KEY", "bench-" + "x" * 40)
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "infatium.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def _feed(source: int, items: int) -> str:
+    body = "".join(
+        f"<item><title>Source {source} story {i}: markets, AI and weather</title>"
+        f"<link>http://example.test/{source}/{i}</link><guid>s{source}-i{i}</guid>"
+        f"<pubDate>Wed, 25 Nov 2026 10:{i % 60:02d}:00 GMT</pubDate>"
+        "<description>&lt;p&gt;A paragraph of &lt;b&gt;news&lt;/b&gt; text with a "
+        "&lt;a href='http://example.test/x' onclick='evil()'&gt;link&lt;/a&gt; and "
+        "&lt;script&gt;alert(1)&lt;/script&gt; more words about the day's events, "
+        "repeated to look like a real summary of a real article.&lt;/p&gt;"
+        "</description></item>"
+        for i in range(items)
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
+        f"<title>Bench {source}</title><link>http://example.test/</link>{body}</channel></rss>"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sources", type=int, default=200)
+    parser.add_argument("--items", type=int, default=50)
+    args = parser.parse_args()
+    _setup_django()
+
+    from django.contrib.auth import get_user_model
+
+    from feeds import services as feed_services
+    from feeds.models import Source
+    from processing import services as processing_services
+    from processing.models import Feed, Post
+    from tests.support.feedserver import FeedServer
+
+    server = FeedServer()
+    user = get_user_model().objects.create_user(username="bench")
+    everything = Feed.objects.create(owner=user, name="everything")
+    ai_only = Feed.objects.create(owner=user, name="ai", include_keywords="AI\nrobots")
+    sources = []
+    for n in range(args.sources):
+        url = server.serve(f"/{n}.xml", _feed(n, args.items))
+        sources.append(Source.objects.create(url=url, poll_interval=60))
+    everything.sources.add(*sources)
+    ai_only.sources.add(*sources)
+
+    def poll_all() -> tuple[float, list[int], list[float]]:
+        new_ids: list[int] = []
+        per_poll: list[float] = []
+        started = time.perf_counter()
+        for source in sources:
+            claim = feed_services.claim_source_now(source_id=source.id)
+            assert claim is not None
+            t0 = time.perf_counter()
+            new_ids += feed_services.poll_source(source_id=source.id, token=claim.token)
+            per_poll.append(time.perf_counter() - t0)
+        return time.perf_counter() - started, new_ids, per_poll
+
+    first_s, new_ids, first_polls = poll_all()
+    started = time.perf_counter()
+    for chunk in range(0, len(new_ids), args.items):
+        processing_services.process_raw_posts(raw_post_ids=new_ids[chunk : chunk + args.items])
+    process_s = time.perf_counter() - started
+    posts = Post.objects.count()
+    second_s, again, second_polls = poll_all()
+    server.close()
+
+    items = len(new_ids)
+    print(f"sources={args.sources} items/source={args.items} (PostgreSQL, one process)")
+    print(
+        f"first poll:  {args.sources / first_s:7.1f} feeds/s  {items / first_s:8.0f} items/s  "
+        f"median {statistics.median(first_polls) * 1000:.1f} ms/feed"
+    )
+    print(f"processing:  {posts / process_s:7.0f} posts/s  ({posts} posts for 2 feeds)")
+    print(
+        f"second poll: {args.sources / second_s:7.1f} feeds/s  (304s; {len(again)} new items) "
+        f"median {statistics.median(second_polls) * 1000:.1f} ms/feed"
+    )
+
+
+if __name__ == "__main__":
+    main()
