@@ -47,9 +47,7 @@ class Source(models.Model):
         ]
         indexes = [
             # dispatch_due_sources: WHERE active AND next_poll_at <= now ORDER BY next_poll_at
-            models.Index(
-                fields=["next_poll_at"], condition=Q(active=True), name="source_due_idx"
-            ),
+            models.Index(fields=["next_poll_at"], condition=Q(active=True), name="source_due_idx"),
         ]
 
     def __str__(self) -> str:

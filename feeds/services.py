@@ -193,7 +193,7 @@ def _finish(
             fields["site_url"] = site_url
         delay = source.poll_interval
     # Up to 10% jitter so sources added together do not stay in lockstep.
-    fields["next_poll_at"] = now + timedelta(seconds=delay * (1 + random.random() * 0.1))  # noqa: S311
+    fields["next_poll_at"] = now + timedelta(seconds=delay * (1 + random.random() * 0.1))
     updated = Source.objects.filter(id=source.id, claim_token=token).update(**fields)
     if not updated:
         logger.warning("poll of source %s finished after its claim expired", source.id)

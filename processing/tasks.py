@@ -23,9 +23,7 @@ def backfill_feed(feed_id: int) -> list[int]:
 @shared_task(ignore_result=True)
 def sweep_unprocessed() -> int:
     """Re-queue raw posts whose processing was lost (killed worker, flushed broker)."""
-    ids = services.unprocessed_raw_post_ids(
-        older_than_seconds=settings.PROCESS_RETRY_AFTER_SECONDS
-    )
+    ids = services.unprocessed_raw_post_ids(older_than_seconds=settings.PROCESS_RETRY_AFTER_SECONDS)
     if ids:
         process_raw_posts.delay(ids)
     return len(ids)

@@ -53,7 +53,7 @@ def prepare_env(var: Path) -> dict[str, str]:
 
 
 def manage(*args: str) -> str:
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [sys.executable, "manage.py", *args], cwd=REPO, capture_output=True, text=True
     )
     if result.returncode != 0:
@@ -68,7 +68,7 @@ class Supervisor:
         self.stopping = threading.Event()
 
     def start(self, name: str, command: list[str]) -> None:
-        proc = subprocess.Popen(  # noqa: S603
+        proc = subprocess.Popen(
             command,
             cwd=REPO,
             stdout=subprocess.PIPE,
@@ -125,14 +125,17 @@ def main() -> int:
         ports["demo feeds"] = demo_port
     for name, port in ports.items():
         if not port_free(port):
-            raise SystemExit(f"port {port} for {name} is in use; stop what holds it or set the port")
+            raise SystemExit(
+                f"port {port} for {name} is in use; stop what holds it or set the port"
+            )
 
     prepare_env(var)
     redis = ensure_redis(var / "services")
     os.environ["REDIS_URL"] = redis.url
     how = "embedded, started" if redis.started else "already running"
     say(f"redis at {redis.url} ({how})")
-    say(f"database: {os.environ.get('DATABASE_URL') or 'SQLite file ' + str(var / 'infatium.sqlite3')}")
+    database = os.environ.get("DATABASE_URL") or f"SQLite file {var / 'infatium.sqlite3'}"
+    say(f"database: {database}")
 
     say("migrating the database")
     manage("migrate", "--noinput")

@@ -14,4 +14,3 @@ os.environ.setdefault("DEBUG", "0")
 # Tests own a Redis database of their own (they flush it); keep the host the caller chose.
 _redis = urlsplit(os.environ["REDIS_URL"])
 os.environ["REDIS_URL"] = urlunsplit(_redis._replace(path="/9"))
-

@@ -57,9 +57,7 @@ async def _receive_for(ws, seconds: float) -> list[dict]:
     return messages
 
 
-def test_it_pushes_a_new_feed_item_to_the_websocket_client_exactly_once(
-    stack, feed_server, owner
-):
+def test_it_pushes_a_new_feed_item_to_the_websocket_client_exactly_once(stack, feed_server, owner):
     url = feed_server.serve("/news.xml", rss(("item-1", "First story")))
     source = Source.objects.create(url=url, poll_interval=1)
     feed = Feed.objects.create(owner=owner, name="Everything")

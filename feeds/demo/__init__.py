@@ -70,7 +70,7 @@ def make_server(host: str, port: int, *, every: float) -> ThreadingHTTPServer:
     live = LiveFeed(every=every)
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             if self.path == LIVE_PATH:
                 body, etag = live.render()
                 content_type = "application/rss+xml; charset=utf-8"
@@ -93,7 +93,7 @@ def make_server(host: str, port: int, *, every: float) -> ThreadingHTTPServer:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     return ThreadingHTTPServer((host, port), Handler)

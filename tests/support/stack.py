@@ -70,7 +70,7 @@ class Stack:
         log = self.tmp / f"{name}.log"
         self.logs[name] = log
         with log.open("wb") as out:
-            self.procs[name] = subprocess.Popen(  # noqa: S603
+            self.procs[name] = subprocess.Popen(
                 command,
                 cwd=REPO,
                 env=self.env,
