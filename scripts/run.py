@@ -114,8 +114,8 @@ class Supervisor:
 
 def main() -> int:
     os.chdir(REPO)
-    var = REPO / "var"
-    var.mkdir(exist_ok=True)
+    var = Path(os.environ.get("INFATIUM_VAR_DIR") or REPO / "var").resolve()
+    var.mkdir(parents=True, exist_ok=True)
     web_port = int(os.environ.get("WEB_PORT", "8000"))
     flower_port = int(os.environ.get("FLOWER_PORT", "5555"))
     demo_port = int(os.environ.get("DEMO_FEEDS_PORT", "8001"))
