@@ -99,10 +99,12 @@ def fetch(
         headers["If-Modified-Since"] = last_modified
 
     deadline = time.monotonic() + timeout
+    answered: int | None = None  # the status code, once the server has sent one
     try:
         with _client().stream(
             "GET", url, headers=headers, timeout=httpx.Timeout(timeout)
         ) as response:
+            answered = response.status_code
             if response.status_code == 304:
                 return FetchResult(
                     url=str(response.url),
@@ -146,6 +148,11 @@ def fetch(
                 etag=response.headers.get("ETag", ""),
                 last_modified=response.headers.get("Last-Modified", ""),
             )
+    except FetchError as exc:
+        # A limit hit after the server answered: the poll log keeps what it answered.
+        if exc.http_status is None:
+            exc.http_status = answered
+        raise
     except httpx.TimeoutException as exc:
         raise FetchTimeout(f"no answer within {timeout:g} s ({type(exc).__name__})") from exc
     except httpx.TooManyRedirects as exc:

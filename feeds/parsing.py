@@ -10,6 +10,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,7 @@ from feeds.sanitize import html_to_text, sanitize_html
 MAX_ENTRIES = 1000
 _MAX_ID = 512
 _MAX_URL = 2000
+_NOT_A_PARSE_ERROR = (feedparser.NonXMLContentType, feedparser.CharacterEncodingOverride)
 
 
 class NotAFeed(Exception):
@@ -60,18 +62,20 @@ def parse_feed(body: bytes, *, content_type: str = "", base_url: str = "") -> Pa
         sanitize_html=False,  # nh3 below, with our own allow-list
     )
     if not parsed.get("version") and not parsed.entries:
-        if parsed.get("bozo"):
-            head = body[:512].lstrip().lower()
-            if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head:
-                raise NotAFeed("the URL returned an HTML page, not an RSS/Atom feed")
-            reason = parsed.get("bozo_exception")
+        head = body[:512].lstrip().lower()
+        if "html" in content_type.lower() or head.startswith(b"<!doctype html") or b"<html" in head:
+            raise NotAFeed("the URL returned an HTML page, not an RSS/Atom feed")
+        reason = parsed.get("bozo_exception")
+        # feedparser also sets bozo for a missing or non-XML Content-Type and for a charset
+        # override; those say nothing about whether the document is well-formed.
+        if parsed.get("bozo") and not isinstance(reason, _NOT_A_PARSE_ERROR):
             raise NotAFeed(f"the response is not a well-formed feed ({reason})")
         raise NotAFeed("the response is XML but neither RSS nor Atom")
     meta = parsed.feed
     return ParsedFeed(
         title=html_to_text(meta.get("title", ""))[:300],
         site_url=_clip_url(meta.get("link", "")),
-        entries=[_entry(item) for item in parsed.entries[:MAX_ENTRIES]],
+        entries=_usable(_entry(item) for item in parsed.entries[:MAX_ENTRIES]),
     )
 
 
@@ -87,7 +91,7 @@ def _entry(item: Any) -> ParsedEntry:
     text = html_to_text(raw_html)
     published = item.get("published_parsed") or item.get("updated_parsed")
     return _make_entry(
-        guid=item.get("id", ""),
+        guid=_str(item.get("id")),
         url=url,
         title=title,
         text=text,
@@ -131,7 +135,7 @@ def _parse_json_feed(body: bytes) -> ParsedFeed:
     return ParsedFeed(
         title=_str(data.get("title"))[:300],
         site_url=_clip_url(_str(data.get("home_page_url"))),
-        entries=entries,
+        entries=_usable(entries),
     )
 
 
@@ -162,15 +166,21 @@ def _make_entry(
     )
 
 
+def _usable(entries: Iterable[ParsedEntry]) -> list[ParsedEntry]:
+    # A lenient parse of a truncated document can yield an item with nothing in it.
+    return [e for e in entries if e.title or e.text or e.html or e.url]
+
+
 def _clip_url(url: str) -> str:
-    url = (url or "").strip()
+    url = (url or "").replace("\x00", "").strip()
     if len(url) > _MAX_URL or not url.lower().startswith(("http://", "https://")):
         return ""
     return url
 
 
 def _str(value: object) -> str:
-    return value if isinstance(value, str) else ""
+    # PostgreSQL text cannot hold NUL: one such character would fail every poll of the source.
+    return value.replace("\x00", "") if isinstance(value, str) else ""
 
 
 def _iso_date(value: object) -> datetime | None:
@@ -180,4 +190,4 @@ def _iso_date(value: object) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)

@@ -199,8 +199,12 @@ CHANNEL_LAYERS = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
             # redis-py 8 defaults socket_timeout to 5 s, the same as channels_redis's blocking
-            # BZPOPMIN: an idle WebSocket then dies with "Timeout reading from Redis".
-            "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
+            # BZPOPMIN: an idle WebSocket then dies with "Timeout reading from Redis". It must be
+            # off, not just longer: with any socket_timeout redis-py sends through
+            # asyncio.wait_for, which on Python 3.11 can swallow a cancellation (gh-86296), so a
+            # consumer whose client leaves at once (every refused handshake) never stops. Reads
+            # stay bounded by BZPOPMIN's own 5 s timeout.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": None, "socket_connect_timeout": 5}],
             "prefix": "infatium:asgi",
             # Per-connection backlog before group_send drops (channels_redis default is 100).
             "capacity": env_int("WS_CHANNEL_CAPACITY", 1000, minimum=10),

@@ -31,6 +31,21 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         for feed_id in getattr(self, "feed_ids", set()):
             await self.channel_layer.group_discard(feed_group(feed_id), self.channel_name)
 
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        # The base class raises on a binary frame or invalid JSON, which kills the consumer and
+        # drops the socket with a server error; a client's mistake gets an error message instead.
+        if not text_data:
+            await self._error("bad_message", "messages are JSON text frames")
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except (ValueError, RecursionError):
+            await self._error("bad_message", "the message is not valid JSON")
+            return
+        await self.receive_json(content, **kwargs)
+
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict):
             await self._error("bad_message", "messages are JSON objects with a type")

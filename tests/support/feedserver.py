@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -18,6 +20,11 @@ class Route:
     delay: float = 0.0  # seconds before the response starts
     etag: bool = True  # answer If-None-Match with 304 when the body did not change
     lie_length: bool = False  # stream without Content-Length
+    # Sent as Last-Modified; If-Modified-Since at or after it is answered with 304.
+    last_modified: str = ""
+    # Write the body in `drip_size`-byte pieces with this pause between them (a slow server).
+    drip_delay: float = 0.0
+    drip_size: int = 64
 
 
 @dataclass
@@ -39,7 +46,7 @@ class FeedServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 route = outer.routes.get(self.path)
                 status = self._answer(route)
                 with outer._lock:
@@ -58,7 +65,22 @@ class FeedServer:
                     if self.headers.get("If-None-Match") == tag:
                         self._send(304, b"", None, headers)
                         return 304
-                self._send(route.status, route.body, route.content_type, headers, route.lie_length)
+                if route.last_modified and route.status == 200:
+                    headers["Last-Modified"] = route.last_modified
+                    # RFC 9110: If-Modified-Since is ignored when If-None-Match is sent.
+                    if "If-None-Match" not in self.headers and _not_modified_since(
+                        route.last_modified, self.headers.get("If-Modified-Since")
+                    ):
+                        self._send(304, b"", None, headers)
+                        return 304
+                self._send(
+                    route.status,
+                    route.body,
+                    route.content_type,
+                    headers,
+                    route.lie_length,
+                    drip=(route.drip_delay, route.drip_size),
+                )
                 return route.status
 
             def _send(
@@ -68,6 +90,7 @@ class FeedServer:
                 content_type: str | None,
                 headers: dict[str, str],
                 no_length: bool = False,
+                drip: tuple[float, int] = (0.0, 0),
             ) -> None:
                 self.send_response(status)
                 if content_type:
@@ -81,18 +104,25 @@ class FeedServer:
                     self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if body and status != 304:
-                    try:
-                        self.wfile.write(body)
-                    except (BrokenPipeError, ConnectionResetError):
-                        pass
+                    # The client may hang up first (byte-cap and timeout tests do).
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        delay, size = drip
+                        pieces = [body[i : i + size] for i in range(0, len(body), size)]
+                        for piece in pieces if delay else [body]:
+                            self.wfile.write(piece)
+                            if delay:
+                                time.sleep(delay)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # A short poll interval keeps close() (shutdown) fast: it runs after every test.
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     def url(self, path: str) -> str:
@@ -110,6 +140,15 @@ class FeedServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def _not_modified_since(last_modified: str, since: str | None) -> bool:
+    if not since:
+        return False
+    try:
+        return parsedate_to_datetime(since) >= parsedate_to_datetime(last_modified)
+    except (TypeError, ValueError):
+        return False
 
 
 def rss(*items: tuple[str, str], title: str = "Fixture feed") -> str:
