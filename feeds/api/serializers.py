@@ -1,0 +1,60 @@
+"""Sources over the API: one output shape, and input shapes that name every writable field."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from feeds.models import Source, SourceKind
+from feeds.validation import SOURCE_URL_MAX_LENGTH, validate_source_url
+
+
+class SourceSerializer(serializers.ModelSerializer[Source]):
+    class Meta:
+        model = Source
+        # Not last_error, etag or who added it: sources are shared by all users, and an error
+        # text can describe the network the fetcher sees.
+        fields = (
+            "id",
+            "kind",
+            "url",
+            "title",
+            "site_url",
+            "active",
+            "poll_interval",
+            "created_at",
+            "last_polled_at",
+            "last_success_at",
+            "last_status",
+            "error_count",
+        )
+        read_only_fields = fields
+
+
+class SourceCreateSerializer(serializers.Serializer[None]):
+    kind = serializers.ChoiceField(choices=SourceKind.choices, default=SourceKind.RSS)
+    url = serializers.CharField(max_length=SOURCE_URL_MAX_LENGTH, validators=[validate_source_url])
+    title = serializers.CharField(max_length=300, required=False, default="", allow_blank=True)
+    active = serializers.BooleanField(
+        required=False, default=True, help_text="Staff only; ignored for other users."
+    )
+    poll_interval = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=7 * 24 * 3600,
+        allow_null=True,
+        default=None,
+        help_text="Seconds between polls. Staff only; ignored for other users.",
+    )
+
+
+class SourceUpdateSerializer(serializers.Serializer[None]):
+    """All fields optional (PATCH). Users who are not staff may change only the title of a
+    source they added."""
+
+    kind = serializers.ChoiceField(choices=SourceKind.choices, required=False)
+    url = serializers.CharField(
+        max_length=SOURCE_URL_MAX_LENGTH, validators=[validate_source_url], required=False
+    )
+    title = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    active = serializers.BooleanField(required=False)
+    poll_interval = serializers.IntegerField(required=False, min_value=1, max_value=7 * 24 * 3600)
