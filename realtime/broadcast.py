@@ -3,6 +3,7 @@ code; sends happen after the surrounding transaction commits, never for rolled-b
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from realtime import events
 from realtime.groups import feed_group
 
 if TYPE_CHECKING:
@@ -18,30 +20,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-POSTS_CREATED = "posts.created"
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
+POSTS_CREATED = events.POSTS_CREATED
 
 
 def post_payload(post: Post) -> dict[str, Any]:
-    """The `post` object of a posts.created message (DESIGN.md section 4)."""
-    source = post.raw_post.source
-    return {
-        "id": post.id,
-        "feed_id": post.feed_id,
-        "raw_post_id": post.raw_post_id,
-        "story_id": None,
-        "title": post.title,
-        "summary": post.summary,
-        "url": post.url,
-        "tags": list(post.tags),
-        "relevance": post.relevance,
-        "published_at": _iso(post.published_at),
-        "created_at": _iso(post.created_at),
-        "source": {"id": source.id, "kind": source.kind, "title": source.title, "url": source.url},
-    }
+    """The `post` object of a posts.created message: the same JSON as the NATS event's
+    (`realtime.events.PostPayload`), so WebSocket and NATS consumers see one shape."""
+    return events.post_payload(post).model_dump(mode="json")
 
 
 def posts_created_on_commit(posts: Sequence[Post]) -> None:
@@ -65,4 +50,6 @@ def _send(messages: list[tuple[str, dict[str, Any]]]) -> None:
 
 async def _send_all(layer: Any, messages: list[tuple[str, dict[str, Any]]]) -> None:
     for group, post in messages:
-        await layer.group_send(group, {"type": POSTS_CREATED, "post": post})
+        # Serialized once here rather than once per subscriber in every consumer.
+        event = {"type": POSTS_CREATED, "post": post, "post_json": json.dumps(post)}
+        await layer.group_send(group, event)
