@@ -6,14 +6,15 @@ from celery import chain, shared_task
 from django.db import transaction
 
 from feeds import services
-from processing.tasks import process_raw_posts
+from processing.tasks import decide_candidates, process_raw_posts
 
 
 def enqueue_poll(claim: services.Claim) -> None:
-    """Queue poll → process as one Celery chain, after the claim is committed."""
+    """Queue poll → process → agents as one Celery chain, after the claim is committed."""
     signature = chain(
         poll_source.si(claim.source_id, claim.token),
         process_raw_posts.s(),
+        decide_candidates.s(),
     )
     transaction.on_commit(signature.apply_async)
 

@@ -53,6 +53,13 @@ class Post(models.Model):
     url = models.URLField(max_length=2000, blank=True)
     tags = models.JSONField(default=list, blank=True)
     relevance = models.FloatField(null=True, blank=True)
+    relevance_reason = models.TextField(blank=True)
+    story = models.ForeignKey(
+        "Story", on_delete=models.SET_NULL, null=True, blank=True, related_name="posts"
+    )
+    # Set when a later decision (an edited description) finds the post no longer relevant.
+    hidden = models.BooleanField(default=False)
+    hidden_reason = models.TextField(blank=True)
     published_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     # Which processing run inserted the row; lets a run tell its own inserts from rows that
@@ -62,6 +69,8 @@ class Post(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["feed", "raw_post"], name="post_feed_raw_post_uniq"),
+            # One post per story per feed: other outlets' copies count in the story instead.
+            models.UniqueConstraint(fields=["feed", "story"], name="post_feed_story_uniq"),
         ]
         indexes = [
             # A feed's newest posts: WHERE feed_id = ? ORDER BY id DESC
@@ -72,3 +81,79 @@ class Post(models.Model):
 
     def __str__(self) -> str:
         return self.title[:80] or f"post {self.pk}"
+
+
+class Story(models.Model):
+    """One real-world event: the raw posts (from any source) that report it."""
+
+    title = models.TextField(blank=True)
+    first_raw_post = models.ForeignKey(
+        RawPost, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    first_source = models.ForeignKey(
+        Source, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    raw_post_count = models.PositiveIntegerField(default=1)
+    source_count = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "stories"
+
+    def __str__(self) -> str:
+        return self.title[:80] or f"story {self.pk}"
+
+
+class StoryMember(models.Model):
+    """Which story a raw post belongs to (one story per raw post)."""
+
+    raw_post = models.OneToOneField(RawPost, on_delete=models.CASCADE, related_name="story_member")
+    story = models.ForeignKey(Story, on_delete=models.CASCADE, related_name="members")
+    similarity = models.FloatField(default=1.0)
+
+    def __str__(self) -> str:
+        return f"{self.raw_post_id} in {self.story_id}"
+
+
+class StoryKey(models.Model):
+    """Lookup keys of a story: its exact-text hash and its MinHash LSH bands."""
+
+    key = models.CharField(max_length=80)
+    story = models.ForeignKey(Story, on_delete=models.CASCADE, related_name="keys")
+    signature = models.TextField(blank=True)  # the member's MinHash, to confirm a candidate
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            # assign_stories: WHERE key IN (...) AND created_at >= window start
+            models.Index(fields=["key", "created_at"], name="storykey_lookup_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Candidate(models.Model):
+    """A raw post that passed a feed's rules and waits for the feed's agents.
+
+    Written in the processing transaction and deleted in the one that saves the post (or
+    records the rejection), so a lost agents task leaves it here for the sweeper.
+    """
+
+    feed = models.ForeignKey(Feed, on_delete=models.CASCADE, related_name="candidates")
+    raw_post = models.ForeignKey(RawPost, on_delete=models.CASCADE, related_name="+")
+    story = models.ForeignKey(Story, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["feed", "raw_post"], name="candidate_feed_raw_uniq"),
+        ]
+        indexes = [
+            # sweep_candidates: ORDER BY created_at
+            models.Index(fields=["created_at"], name="candidate_age_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.feed_id}/{self.raw_post_id}"

@@ -49,6 +49,9 @@ def _raw(source: Source, title: str = "", text: str = "", **fields: object) -> R
 
 def _feed(owner, *sources: Source, **fields: object) -> Feed:
     fields.setdefault("name", f"Feed {next(_numbers)}")
+    # Rules-only feeds: their posts are saved by processing itself (no agents step).
+    fields.setdefault("summaries", False)
+    fields.setdefault("tags", False)
     feed = Feed.objects.create(owner=owner, **fields)
     # The through model directly: Feed.sources.add() would also queue a backfill task.
     Feed.sources.through.objects.bulk_create(

@@ -110,6 +110,16 @@ class Stack:
             for name, path in self.logs.items()
         )
 
+    def stop_one(self, name: str) -> None:
+        proc = self.procs[name]
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
     def stop(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
