@@ -16,38 +16,10 @@ machine did 22.4 feeds/s (1,122 entries/s) on a first update and 595 feeds/s unc
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-
-def _setup_django() -> None:
-    base = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/infatium")
-    parts = urlsplit(base)
-    if not parts.scheme.startswith("postgres"):
-        raise SystemExit("the benchmark needs PostgreSQL: set DATABASE_URL to a postgresql:// URL")
-    import psycopg
-
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS infatium_bench WITH (FORCE)")
-        conn.execute("CREATE DATABASE infatium_bench")
-    os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path="/infatium_bench"))
-    os.environ.setdefault("SECRET_KEY", "bench-" + "x" * 40)
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "infatium.settings")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+from _common import setup_django
 
 
 def _feed(source: int, items: int) -> str:
@@ -73,7 +45,7 @@ def main() -> None:
     parser.add_argument("--sources", type=int, default=200)
     parser.add_argument("--items", type=int, default=50)
     args = parser.parse_args()
-    _setup_django()
+    setup_django("infatium_bench")
 
     from django.contrib.auth import get_user_model
 

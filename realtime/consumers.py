@@ -1,39 +1,95 @@
-"""The /ws/ endpoint: signed-in users subscribe to their own feeds and receive posts.created."""
+"""The /ws/ endpoint: signed-in users subscribe to their own feeds and receive posts.created.
+
+Protocol (docs/websocket.md): client → server `subscribe` {feed, since?}, `unsubscribe` {feed},
+`ping`; server → client `subscribed` {feed, cursor}, `unsubscribed` {feed},
+`posts.created` {feed, cursor, post}, `pong`, `error` {code, message}.
+
+The cursor is the post id. Posts of one feed are inserted under a lock on the feed's row
+(processing.services), so within a feed ids are committed in increasing order: "everything after
+cursor N" is well defined. `subscribe` with `since` joins the live group first, then replays
+from the database; live messages at or below the last cursor sent are dropped, so the seam has
+neither a gap nor a duplicate.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import time
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import get_user_model
 
-from processing.models import Feed
+from realtime import connections
+from realtime.broadcast import post_payload
 from realtime.groups import feed_group
 
+logger = logging.getLogger(__name__)
+
 UNAUTHENTICATED = 4401
+TOO_MANY_CONNECTIONS = 4429
+RATE_LIMITED = 4408
+MESSAGE_TOO_BIG = 1009
+_REPLAY_PAGE = 500
 
 
 class FeedConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
-    """Client → server: subscribe {feed}, unsubscribe {feed}, ping.
-    Server → client: subscribed {feed}, unsubscribed {feed}, posts.created {post}, pong,
-    error {code, message}."""
-
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        self.feed_cursors: dict[int, int] = {}
+        self.user_id: int | None = await self._authenticate()
+        if self.user_id is None:
             # Refused before accept: the handshake fails and nothing is ever sent.
             await self.close(code=UNAUTHENTICATED)
             return
-        self.feed_ids: set[int] = set()
+        if not await connections.register(self.user_id, self.channel_name):
+            logger.info("user %s refused: too many WebSocket connections", self.user_id)
+            self.user_id = None
+            await self.close(code=TOO_MANY_CONNECTIONS)
+            return
+        self._tokens = float(settings.WS_RATE_BURST)
+        self._refilled = time.monotonic()
         await self.accept()
 
+    async def _authenticate(self) -> int | None:
+        """The session user, or the user of a single-use ticket given as ?ticket=..."""
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            return int(user.id)
+        query = parse_qs(self.scope.get("query_string", b"").decode(errors="replace"))
+        tickets = query.get("ticket")
+        if not tickets:
+            return None
+        from processing.api.tickets import aredeem_ticket
+
+        user_id = await aredeem_ticket(tickets[0])
+        if user_id is None:
+            return None
+        active = await database_sync_to_async(
+            get_user_model().objects.filter(id=user_id, is_active=True).exists
+        )()
+        return user_id if active else None
+
     async def disconnect(self, code: int) -> None:
-        for feed_id in getattr(self, "feed_ids", set()):
+        for feed_id in list(self.feed_cursors):
             await self.channel_layer.group_discard(feed_group(feed_id), self.channel_name)
+        if self.user_id is not None:
+            await connections.unregister(self.user_id, self.channel_name)
 
     async def receive(
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
     ) -> None:
+        size = len(text_data.encode()) if text_data else len(bytes_data or b"")
+        if size > settings.WS_MAX_MESSAGE_BYTES:
+            await self.close(code=MESSAGE_TOO_BIG)
+            return
+        if not self._take_token():
+            await self._error("rate_limited", "too many messages; slow down")
+            await self.close(code=RATE_LIMITED)
+            return
         # The base class raises on a binary frame or invalid JSON, which kills the consumer and
         # drops the socket with a server error; a client's mistake gets an error message instead.
         if not text_data:
@@ -46,6 +102,16 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         await self.receive_json(content, **kwargs)
 
+    def _take_token(self) -> bool:
+        now = time.monotonic()
+        rate, burst = settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST
+        self._tokens = min(burst, self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict):
             await self._error("bad_message", "messages are JSON objects with a type")
@@ -55,36 +121,113 @@ class FeedConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.send_json({"type": "pong"})
         elif kind in ("subscribe", "unsubscribe"):
             feed_id = content.get("feed")
-            if not isinstance(feed_id, int) or isinstance(feed_id, bool):
-                await self._error("bad_message", "feed must be an integer id")
-            elif kind == "subscribe":
-                await self._subscribe(feed_id)
-            else:
+            since = content.get("since")
+            if not _is_id(feed_id):
+                await self._error("bad_message", "feed must be a positive integer id")
+            elif kind == "unsubscribe":
                 await self._unsubscribe(feed_id)
+            elif since is not None and not (_is_id(since) or since == 0):
+                await self._error("bad_message", "since must be a cursor (a non-negative integer)")
+            else:
+                await self._subscribe(feed_id, since)
         else:
             await self._error("unknown_type", f"unknown message type {str(kind)[:50]!r}")
 
-    async def _subscribe(self, feed_id: int) -> None:
+    async def _subscribe(self, feed_id: int, since: int | None) -> None:
+        if feed_id not in self.feed_cursors and len(self.feed_cursors) >= settings.WS_MAX_FEEDS:
+            await self._error("too_many_feeds", f"at most {settings.WS_MAX_FEEDS} feeds at once")
+            return
         if not await self._owns(feed_id):
             # Same answer for "not yours" and "does not exist": ids do not leak.
             await self._error("not_found", f"no feed {feed_id}")
             return
+        # Join the live stream before reading the database, so nothing committed in between is
+        # missed; the cursor filter in _send_post drops what the database read already covered.
         await self.channel_layer.group_add(feed_group(feed_id), self.channel_name)
-        self.feed_ids.add(feed_id)
-        await self.send_json({"type": "subscribed", "feed": feed_id})
+        if since is None:
+            self.feed_cursors[feed_id] = await self._latest_cursor(feed_id)
+        else:
+            self.feed_cursors[feed_id] = since
+            if not await self._replay(feed_id, since):
+                return
+        await self.send_json(
+            {"type": "subscribed", "feed": feed_id, "cursor": self.feed_cursors[feed_id]}
+        )
 
-    async def _unsubscribe(self, feed_id: int) -> None:
-        if feed_id in self.feed_ids:
+    async def _replay(self, feed_id: int, since: int) -> bool:
+        sent = 0
+        cursor = since
+        while True:
+            page = await self._posts_after(feed_id, cursor)
+            for post_id, payload in page:
+                await self._send_post(feed_id, post_id, payload)
+            sent += len(page)
+            if len(page) < _REPLAY_PAGE:
+                return True
+            cursor = page[-1][0]
+            if sent >= settings.WS_REPLAY_MAX:
+                await self._error(
+                    "too_far_behind",
+                    f"more than {settings.WS_REPLAY_MAX} posts missed; fetch them with "
+                    f"GET /api/feeds/{feed_id}/posts/ and subscribe again with a newer since",
+                )
+                await self._unsubscribe(feed_id, quiet=True)
+                return False
+
+    async def _unsubscribe(self, feed_id: int, *, quiet: bool = False) -> None:
+        if feed_id in self.feed_cursors:
             await self.channel_layer.group_discard(feed_group(feed_id), self.channel_name)
-            self.feed_ids.discard(feed_id)
-        await self.send_json({"type": "unsubscribed", "feed": feed_id})
+            del self.feed_cursors[feed_id]
+        if not quiet:
+            await self.send_json({"type": "unsubscribed", "feed": feed_id})
 
     @database_sync_to_async
     def _owns(self, feed_id: int) -> bool:
-        return Feed.objects.filter(id=feed_id, owner_id=self.scope["user"].id).exists()
+        from processing.models import Feed
+
+        return Feed.objects.filter(id=feed_id, owner_id=self.user_id).exists()
+
+    @database_sync_to_async
+    def _latest_cursor(self, feed_id: int) -> int:
+        from processing.models import Post
+
+        latest = Post.objects.filter(feed_id=feed_id).order_by("-id").values_list("id", flat=True)
+        return int(latest.first() or 0)
+
+    @database_sync_to_async
+    def _posts_after(self, feed_id: int, cursor: int) -> list[tuple[int, dict[str, Any]]]:
+        from processing.models import Post
+
+        posts = (
+            Post.objects.filter(feed_id=feed_id, id__gt=cursor)
+            .select_related("raw_post__source")
+            .order_by("id")[:_REPLAY_PAGE]
+        )
+        return [(post.id, post_payload(post)) for post in posts]
+
+    async def _send_post(
+        self, feed_id: int, post_id: int, payload: dict[str, Any], encoded: str | None = None
+    ) -> None:
+        if post_id <= self.feed_cursors.get(feed_id, post_id):
+            return  # already sent (replay/live seam) or not subscribed
+        self.feed_cursors[feed_id] = post_id
+        if encoded is None:
+            encoded = json.dumps(payload)
+        # The post is encoded once by the broadcaster, not once per subscriber.
+        await self.send(
+            text_data=f'{{"type": "posts.created", "feed": {feed_id}, "cursor": {post_id}, '
+            f'"post": {encoded}}}'
+        )
 
     async def _error(self, code: str, message: str) -> None:
         await self.send_json({"type": "error", "code": code, "message": message})
 
     async def posts_created(self, event: dict[str, Any]) -> None:
-        await self.send_json({"type": "posts.created", "post": event["post"]})
+        post = event["post"]
+        feed_id = int(post["feed_id"])
+        if feed_id in self.feed_cursors:
+            await self._send_post(feed_id, int(post["id"]), post, event.get("post_json"))
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
