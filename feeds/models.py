@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+from feeds.validation import validate_source_url
 
 
 class SourceKind(models.TextChoices):
@@ -17,7 +20,12 @@ class Source(models.Model):
     """One upstream, fetched once however many feeds subscribe to it."""
 
     kind = models.CharField(max_length=16, choices=SourceKind.choices, default=SourceKind.RSS)
-    url = models.URLField(max_length=2000, help_text="Feed URL (or channel/page URL).")
+    url = models.URLField(
+        max_length=2000,
+        help_text="Feed URL (or channel/page URL).",
+        # The admin form and the API refuse the same URLs (see feeds.validation).
+        validators=[validate_source_url],
+    )
     title = models.CharField(max_length=300, blank=True)
     site_url = models.URLField(max_length=2000, blank=True)
     active = models.BooleanField(default=True)
@@ -25,6 +33,16 @@ class Source(models.Model):
         default=900, help_text="Seconds between polls when the source is healthy."
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Who added it through the API; counts against SOURCE_QUOTA_PER_USER. Null for sources
+    # added by staff in the admin or by the demo.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="created_sources",
+        editable=False,
+    )
 
     # Scheduling state, written only by feeds.services.
     next_poll_at = models.DateTimeField(default=timezone.now)

@@ -16,13 +16,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from feeds.fetcher import FetchError, fetch
-from feeds.models import PollLog, PollStatus, RawPost, Source
+from feeds.models import PollLog, PollStatus, RawPost, Source, SourceKind
 from feeds.parsing import NotAFeed, ParsedEntry, parse_feed
+from feeds.validation import normalize_source_url, validate_source_url
+from realtime import outbox
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +156,9 @@ def _store_entries(source: Source, log: PollLog, entries: list[ParsedEntry]) -> 
         ignore_conflicts=True,  # (source, external_id) already stored: keep the first copy
     )
     # Rows that already existed keep the poll that first stored them, so this is exactly ours.
-    return list(RawPost.objects.filter(poll=log).order_by("id").values_list("id", flat=True))
+    created = list(RawPost.objects.filter(poll=log).select_related("source").order_by("id"))
+    outbox.record_raw_posts_created(created)  # same transaction as the rows (poll_source)
+    return [raw.id for raw in created]
 
 
 def _finish(
@@ -207,3 +213,108 @@ def _finish(
         (time.monotonic() - started) * 1000,
         f" error={log.error}" if failed else "",
     )
+
+
+class QuotaExceeded(Exception):
+    """The user already has as many objects of a kind as their quota allows."""
+
+
+class SourceExists(Exception):
+    """Another source already has this kind and URL."""
+
+
+def lock_user(user: AbstractBaseUser) -> None:
+    """Lock the user's row until the transaction ends: serializes one user's quota checks, so
+    concurrent requests cannot all see "one left" and all insert."""
+    list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
+
+
+def create_source(
+    *,
+    user: AbstractBaseUser,
+    url: str,
+    kind: str = SourceKind.RSS,
+    title: str = "",
+    poll_interval: int | None = None,
+    active: bool = True,
+) -> tuple[Source, bool]:
+    """Return the source for (kind, url), creating it unless it exists; True if created here.
+
+    Idempotent by URL: a URL already stored (compared after `normalize_source_url`) returns that
+    source unchanged and costs nothing against the quota. A user who is not staff may have
+    created at most SOURCE_QUOTA_PER_USER sources; the count and the insert run under a lock on
+    the user's row, so concurrent requests cannot overshoot it. A concurrent insert of the same
+    URL by someone else is absorbed by the unique constraint (the other row is returned).
+    Raises ValidationError for a URL `validate_source_url` refuses, QuotaExceeded at the quota.
+    The new source is due at once, so the next dispatcher tick polls it.
+    """
+    validate_source_url(url)
+    url = normalize_source_url(url)
+    existing = Source.objects.filter(kind=kind, url=url).first()
+    if existing is not None:
+        return existing, False
+    with transaction.atomic():
+        if not getattr(user, "is_staff", False):
+            lock_user(user)
+            if Source.objects.filter(created_by=user).count() >= settings.SOURCE_QUOTA_PER_USER:
+                raise QuotaExceeded(
+                    f"You may add at most {settings.SOURCE_QUOTA_PER_USER} sources."
+                )
+        source, created = Source.objects.get_or_create(
+            kind=kind,
+            url=url,
+            defaults={
+                "title": title,
+                "active": active,
+                "poll_interval": poll_interval or settings.POLL_DEFAULT_INTERVAL_SECONDS,
+                "created_by": user,
+                "next_poll_at": timezone.now(),
+            },
+        )
+    if created:
+        logger.info("source %s added by user %s: %s", source.id, user.pk, url)
+    return source, created
+
+
+def update_source(
+    *,
+    source: Source,
+    title: str | None = None,
+    url: str | None = None,
+    kind: str | None = None,
+    active: bool | None = None,
+    poll_interval: int | None = None,
+) -> Source:
+    """Change the given fields (None: keep). A new URL or kind is validated and normalized,
+    forgets the old URL's conditional-GET validators and makes the source due at once.
+    Raises ValidationError for a refused URL, SourceExists if it collides with another source.
+    Who may change what is the caller's decision (the API lets only staff change the URL)."""
+    fields: dict[str, object] = {}
+    if title is not None:
+        fields["title"] = title
+    if active is not None:
+        fields["active"] = active
+    if poll_interval is not None:
+        fields["poll_interval"] = poll_interval
+    if url is not None:
+        validate_source_url(url)
+        url = normalize_source_url(url)
+    new_url = url if url is not None and url != source.url else None
+    new_kind = kind if kind is not None and kind != source.kind else None
+    if new_url is not None or new_kind is not None:
+        fields.update(
+            url=new_url or source.url,
+            kind=new_kind or source.kind,
+            etag="",
+            last_modified="",
+            next_poll_at=timezone.now(),
+        )
+    if not fields:
+        return source
+    try:
+        with transaction.atomic():
+            Source.objects.filter(id=source.id).update(**fields)
+    except IntegrityError as exc:
+        raise SourceExists("Another source already has this URL.") from exc
+    source.refresh_from_db()
+    return source

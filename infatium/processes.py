@@ -12,7 +12,10 @@ QUEUES = "poll,process,agents"
 def web(*, port: int, host: str = "127.0.0.1", access_log: bool = True) -> list[str]:
     command = [
         sys.executable, "-m", "uvicorn", "infatium.asgi:application",
-        "--host", host, "--port", str(port), "--lifespan", "off", "--ws", "websockets",
+        "--host", host, "--port", str(port), "--lifespan", "off", "--ws", "websockets-sansio",
+        # The protocol's own limit (WS_MAX_MESSAGE_BYTES) is far lower; this stops a huge frame
+        # before it is buffered at all.
+        "--ws-max-size", "65536",
     ]  # fmt: skip
     return command if access_log else [*command, "--no-access-log"]
 
@@ -43,3 +46,7 @@ def demo_feeds(*, port: int, every: float) -> list[str]:
     return [
         sys.executable, "manage.py", "serve_demo_feeds", "--port", str(port), "--every", str(every),
     ]  # fmt: skip
+
+
+def nats_bridge() -> list[str]:
+    return [sys.executable, "manage.py", "nats_bridge"]

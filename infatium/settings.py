@@ -48,6 +48,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served locally: no CDN
     "channels",
     "feeds",
     "processing",
@@ -67,6 +71,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "infatium.urls"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 ASGI_APPLICATION = "infatium.asgi.application"
 
 TEMPLATES = [
@@ -138,9 +145,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
-# Static files (the admin's) are served by WhiteNoise from the ASGI server itself; in DEBUG
-# straight from the apps, in production from STATIC_ROOT after `collectstatic`.
-WHITENOISE_USE_FINDERS = DEBUG
+# Static files (the admin's, the live page's) are served by WhiteNoise from the ASGI server
+# itself, from STATIC_ROOT after `collectstatic` and otherwise straight from the apps.
+WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
 SESSION_COOKIE_HTTPONLY = True
@@ -167,6 +174,8 @@ CELERY_TASK_DEFAULT_QUEUE = "process"
 CELERY_TASK_ROUTES = {
     "feeds.tasks.dispatch_due_sources": {"queue": "poll"},
     "feeds.tasks.poll_source": {"queue": "poll"},
+    "processing.tasks.decide_candidates": {"queue": "agents"},
+    "processing.tasks.reevaluate_feed": {"queue": "agents"},
     "processing.tasks.*": {"queue": "process"},
     "agents.tasks.*": {"queue": "agents"},
 }
@@ -194,6 +203,17 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# Throttle counters and WebSocket tickets must be shared by every web process: Redis, under a
+# prefix of its own. Every entry has a TTL, as the broker's Redis runs with noeviction.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "infatium:cache",
+        "TIMEOUT": 300,
+    },
+}
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -214,6 +234,19 @@ CHANNEL_LAYERS = {
     },
 }
 
+# --- WebSocket limits ------------------------------------------------------------------
+# Largest inbound message; a bigger one closes the socket (1009).
+WS_MAX_MESSAGE_BYTES = env_int("WS_MAX_MESSAGE_BYTES", 16 * 1024, minimum=256)
+# Inbound messages per second per connection (token bucket) and the burst allowed.
+WS_RATE_PER_SECOND = env_float("WS_RATE_PER_SECOND", 10.0, minimum=0.1)
+WS_RATE_BURST = env_int("WS_RATE_BURST", 30, minimum=1)
+# Open connections per user, counted across web processes in Redis.
+WS_MAX_CONNECTIONS_PER_USER = env_int("WS_MAX_CONNECTIONS_PER_USER", 20, minimum=1)
+# Feeds one connection may subscribe to.
+WS_MAX_FEEDS = env_int("WS_MAX_FEEDS", 50, minimum=1)
+# Posts a `subscribe` with `since` replays before telling the client to catch up over REST.
+WS_REPLAY_MAX = env_int("WS_REPLAY_MAX", 5000, minimum=1)
+
 # --- Polling and fetching ---------------------------------------------------------------
 FETCH_TIMEOUT_SECONDS = env_float("FETCH_TIMEOUT_SECONDS", 20.0, minimum=0.1)
 FETCH_MAX_BYTES = env_int("FETCH_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
@@ -228,19 +261,169 @@ POLL_LEASE_SECONDS = CELERY_TASK_TIME_LIMIT + 30
 # Raw posts whose processing did not finish (lost task, killed worker) are re-queued after this.
 PROCESS_RETRY_AFTER_SECONDS = env_int("PROCESS_RETRY_AFTER_SECONDS", 120, minimum=1)
 FEED_BACKFILL_LIMIT = env_int("FEED_BACKFILL_LIMIT", 50, minimum=0)
+# Near-duplicate posts published within this many hours of each other form one story.
+STORY_WINDOW_HOURS = env_int("STORY_WINDOW_HOURS", 48, minimum=1)
 
 # --- Optional services ------------------------------------------------------------------
 NATS_URL = env_url("NATS_URL", "", schemes=("nats", "tls", "ws", "wss"))
+# JetStream streams RAW_POSTS and POSTS, created or updated by `manage.py nats_bridge`.
+NATS_STREAM_MAX_AGE_SECONDS = env_int("NATS_STREAM_MAX_AGE_SECONDS", 7 * 86400, minimum=60)
+NATS_STREAM_MAX_BYTES = env_int("NATS_STREAM_MAX_BYTES", 1024**3, minimum=-1)
+NATS_STREAM_MAX_MSGS = env_int("NATS_STREAM_MAX_MSGS", -1, minimum=-1)
+NATS_STREAM_REPLICAS = env_int("NATS_STREAM_REPLICAS", 1, minimum=1)
+# JetStream drops an event whose event_id it stored less than this long ago. The relay re-sends
+# an event only when it was not marked published (a crash or a database outage between the ack
+# and the UPDATE), so this must outlast the longest such gap; it costs ~150 bytes of server
+# memory per event published within the window.
+NATS_DUPLICATE_WINDOW_SECONDS = env_int("NATS_DUPLICATE_WINDOW_SECONDS", 3600, minimum=1)
+if NATS_DUPLICATE_WINDOW_SECONDS > NATS_STREAM_MAX_AGE_SECONDS:
+    add_error(
+        "NATS_DUPLICATE_WINDOW_SECONDS must not exceed NATS_STREAM_MAX_AGE_SECONDS "
+        "(JetStream refuses such a stream)"
+    )
+# Outbox relay: events per batch, how long to wait for a batch's acks, idle poll period and the
+# longest pause between retries while NATS is unreachable.
+NATS_RELAY_BATCH = env_int("NATS_RELAY_BATCH", 1000, minimum=1)
+NATS_RELAY_ACK_TIMEOUT_SECONDS = env_float("NATS_RELAY_ACK_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+NATS_RELAY_IDLE_SECONDS = env_float("NATS_RELAY_IDLE_SECONDS", 0.2, minimum=0.01)
+NATS_RELAY_MAX_BACKOFF_SECONDS = env_float("NATS_RELAY_MAX_BACKOFF_SECONDS", 30.0, minimum=0.1)
+# Published outbox rows are deleted after this many seconds (the stream keeps the events).
+NATS_OUTBOX_KEEP_SECONDS = env_int("NATS_OUTBOX_KEEP_SECONDS", 7 * 86400, minimum=60)
+# Largest event; bigger raw posts lose `html`, then the end of `text` (marked `truncated`).
+NATS_MAX_EVENT_BYTES = env_int("NATS_MAX_EVENT_BYTES", 256 * 1024, minimum=4096)
+# agents.{type} request-reply: largest request or reply, per-request deadline, concurrent
+# requests one bridge handles.
+NATS_AGENT_MAX_PAYLOAD_BYTES = env_int("NATS_AGENT_MAX_PAYLOAD_BYTES", 256 * 1024, minimum=1024)
+NATS_AGENT_TIMEOUT_SECONDS = env_float("NATS_AGENT_TIMEOUT_SECONDS", 30.0, minimum=0.1)
+NATS_AGENT_CONCURRENCY = env_int("NATS_AGENT_CONCURRENCY", 4, minimum=1)
+# Optional ingest of raw_posts.created from other publishers (a durable pull consumer).
+NATS_INGEST = env_bool("NATS_INGEST", False)
+NATS_INGEST_DURABLE = env_str("NATS_INGEST_DURABLE", "infatium-ingest")
+NATS_INGEST_MAX_DELIVER = env_int("NATS_INGEST_MAX_DELIVER", 5, minimum=1)
+NATS_INGEST_ACK_WAIT_SECONDS = env_float("NATS_INGEST_ACK_WAIT_SECONDS", 30.0, minimum=1.0)
+NATS_INGEST_BATCH = env_int("NATS_INGEST_BATCH", 100, minimum=1)
 SENTRY_DSN = env_str("SENTRY_DSN")
 SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", "development" if DEBUG else "production")
 
+# --- AI agents (agents/) ----------------------------------------------------------------
+# Without LLM_MODEL every agent runs the offline default (BM25 relevance, TextRank summary,
+# keyword tags): real output, no network. With it, LangChain's init_chat_model builds the client
+# ("openai:gpt-4o-mini", "anthropic:claude-3-5-haiku-latest", "ollama:llama3"); building it never
+# touches the network. Provider keys come from LLM_API_KEY or the provider's own variable
+# (OPENAI_API_KEY, ANTHROPIC_API_KEY).
+LLM_MODEL = env_str("LLM_MODEL")
+LLM_FALLBACK_MODEL = env_str("LLM_FALLBACK_MODEL")
+for _name, _spec in (("LLM_MODEL", LLM_MODEL), ("LLM_FALLBACK_MODEL", LLM_FALLBACK_MODEL)):
+    if _spec and (any(ch.isspace() for ch in _spec) or _spec.startswith(":")):
+        add_error(f"{_name}={_spec!r} is not a model; use provider:model, e.g. openai:gpt-4o-mini")
+if LLM_FALLBACK_MODEL and not LLM_MODEL:
+    add_error("LLM_FALLBACK_MODEL is set but LLM_MODEL is not")
+LLM_BASE_URL = env_url("LLM_BASE_URL", "", schemes=("http", "https"))
+LLM_API_KEY = env_str("LLM_API_KEY")
+LLM_TIMEOUT_SECONDS = env_float("LLM_TIMEOUT_SECONDS", 30.0, minimum=1.0)
+# Our retries, for retryable errors only (timeouts, 429, 5xx, connection); the provider SDK's
+# own retries are turned off so the two layers do not multiply.
+LLM_MAX_RETRIES = env_int("LLM_MAX_RETRIES", 2, minimum=0)
+# Requests per minute for all workers together (a token bucket in Redis); 0: no limit.
+LLM_RATE_LIMIT_PER_MINUTE = env_int("LLM_RATE_LIMIT_PER_MINUTE", 0, minimum=0)
+# Prices in your currency per 1,000 tokens, for the recorded cost of each call.
+LLM_PRICE_PER_1K_INPUT = env_float("LLM_PRICE_PER_1K_INPUT", 0.0, minimum=0.0)
+LLM_PRICE_PER_1K_OUTPUT = env_float("LLM_PRICE_PER_1K_OUTPUT", 0.0, minimum=0.0)
+# Tokens one feed may spend per UTC day before its calls degrade to the offline default; 0: no
+# limit.
+AGENT_DAILY_TOKEN_BUDGET = env_int("AGENT_DAILY_TOKEN_BUDGET", 200_000, minimum=0)
+# Posts per LLM call (answers come back keyed by post id).
+AGENT_BATCH_SIZE = env_int("AGENT_BATCH_SIZE", 10, minimum=1)
+# Offline relevance score a post needs to reach the LLM (the cheap gate in the cascade).
+AGENT_GATE_THRESHOLD = env_float("AGENT_GATE_THRESHOLD", 0.08, minimum=0.0)
+# Tag taxonomy: comma-separated tags, each optionally with its offline keywords after "=",
+# separated by "|" (e.g. "politics,ai=ai|llm|machine learning,rust=rust|cargo").
+AGENT_TAXONOMY_KEYWORDS: dict[str, list[str]] = {}
+AGENT_TAXONOMY: list[str] = []
+_DEFAULT_TAXONOMY = ["politics", "business", "technology", "ai", "science"]
+_DEFAULT_TAXONOMY += ["health", "climate", "security", "sports", "culture"]
+for _entry in env_list("AGENT_TAXONOMY", _DEFAULT_TAXONOMY):
+    _tag, _, _keywords = _entry.partition("=")
+    _tag = _tag.strip()
+    if not _tag or len(_tag) > 64 or _tag in AGENT_TAXONOMY:
+        add_error(f"AGENT_TAXONOMY entry {_entry!r}: a tag must be unique and 1-64 characters")
+        continue
+    AGENT_TAXONOMY.append(_tag)
+    if _keywords.strip():
+        AGENT_TAXONOMY_KEYWORDS[_tag.lower()] = [
+            k.strip() for k in _keywords.split("|") if k.strip()
+        ]
+if len(AGENT_TAXONOMY) > 50:
+    add_error("AGENT_TAXONOMY has more than 50 tags")
+# Not from the environment: pacing of our retries and of waiting on another worker's claim.
+AGENT_RETRY_BACKOFF_SECONDS = 1.0
+AGENT_CLAIM_WAIT_SECONDS = 20.0
+
+# --- REST API ---------------------------------------------------------------------------
+# Throttle rates are "<count>/<period>" with period s, min, hour or day (DRF's format).
+_RATE_PERIODS = {"s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day"}
+
+
+def _env_rate(name: str, default: str) -> str:
+    value = env_str(name, default)
+    count, _, period = value.partition("/")
+    if not (count.isdigit() and int(count) > 0 and period in _RATE_PERIODS):
+        add_error(f"{name}={value!r} is not a rate; use e.g. 60/min (periods: s, min, hour, day)")
+        return default
+    return value
+
+
 REST_FRAMEWORK = {
+    # Token first: an anonymous client then gets 401 with `WWW-Authenticate: Token`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    # Deny by default; the few anonymous endpoints (token, schema, docs) say so themselves.
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Every list is paginated with a bounded page size, even one that forgets to choose.
+    "DEFAULT_PAGINATION_CLASS": "infatium.api_policy.IdCursorPagination",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "infatium.api_policy.AnonThrottle",
+        "infatium.api_policy.UserThrottle",
+        "infatium.api_policy.WriteThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": _env_rate("API_THROTTLE_ANON", "60/min"),
+        "user": _env_rate("API_THROTTLE_USER", "1200/min"),
+        "writes": _env_rate("API_THROTTLE_WRITES", "120/min"),
+        "auth": _env_rate("API_THROTTLE_AUTH", "10/min"),
+    },
+    # Throttles identify anonymous clients by address. With None DRF would use the whole
+    # client-supplied X-Forwarded-For, which a client can change on every request; set this to
+    # the number of proxies in front of the web process (0: use the socket's peer address).
+    "NUM_PROXIES": env_int("API_NUM_PROXIES", 0, minimum=0),
 }
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Infatium API",
+    "DESCRIPTION": "Sources, AI-curated feeds and their posts.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and docs describe the API, not anyone's data: open to all, like /healthz.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Hard limits (throttles are approximate; these are counted in the database).
+SOURCE_QUOTA_PER_USER = env_int("SOURCE_QUOTA_PER_USER", 50, minimum=0)
+FEED_QUOTA_PER_USER = env_int("FEED_QUOTA_PER_USER", 50, minimum=0)
+# Accept source URLs whose host is a private, loopback or link-local IP literal (the demo and
+# the tests serve feeds on 127.0.0.1). Save-time check only; see feeds.validation.
+FETCH_ALLOW_PRIVATE_NETWORKS = env_bool("FETCH_ALLOW_PRIVATE_NETWORKS", False)
+# Lifetime of a WebSocket ticket from POST /api/ws-ticket/ (single use).
+WS_TICKET_TTL_SECONDS = env_int("WS_TICKET_TTL_SECONDS", 30, minimum=1)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in logging.getLevelNamesMapping():

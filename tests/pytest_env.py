@@ -11,6 +11,8 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-" + "x" * 40)
 os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 os.environ.setdefault("DEBUG", "0")
+# The test feed servers listen on 127.0.0.1.
+os.environ.setdefault("FETCH_ALLOW_PRIVATE_NETWORKS", "1")
 # Tests own a Redis database of their own (they flush it); keep the host the caller chose.
 _redis = urlsplit(os.environ["REDIS_URL"])
 os.environ["REDIS_URL"] = urlunsplit(_redis._replace(path="/9"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-APP_SERVICES = {"web", "worker", "beat", "flower"}
+APP_SERVICES = {"web", "worker", "beat", "flower", "nats_bridge"}
 
 
 def _compose() -> dict:
@@ -33,6 +33,7 @@ def test_it_builds_every_app_service_from_one_image():
     assert "celery" in services["worker"]["command"]
     assert "beat" in services["beat"]["command"]
     assert "infatium.asgi:application" in services["web"]["command"]
+    assert services["nats_bridge"]["command"][-2:] == ["manage.py", "nats_bridge"]
 
 
 def test_it_runs_nats_with_jetstream_and_redis_without_eviction():
