@@ -213,6 +213,12 @@ class AgentResult(_Strict):
         return self
 
 
+class AgentReply(_Strict):
+    """The `output` of an `agents.{type}` reply: one result per requested item, in order."""
+
+    results: list[AgentResult] = Field(max_length=MAX_ITEMS)
+
+
 # --- What the LLM fills in (one answer per prompt-local post id) ---------------------------
 
 

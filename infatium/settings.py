@@ -296,6 +296,9 @@ NATS_MAX_EVENT_BYTES = env_int("NATS_MAX_EVENT_BYTES", 256 * 1024, minimum=4096)
 NATS_AGENT_MAX_PAYLOAD_BYTES = env_int("NATS_AGENT_MAX_PAYLOAD_BYTES", 256 * 1024, minimum=1024)
 NATS_AGENT_TIMEOUT_SECONDS = env_float("NATS_AGENT_TIMEOUT_SECONDS", 30.0, minimum=0.1)
 NATS_AGENT_CONCURRENCY = env_int("NATS_AGENT_CONCURRENCY", 4, minimum=1)
+# Processing calls the agents over NATS (agents.{type}) instead of in the worker; it falls back
+# to a local call when no bridge answers.
+AGENTS_REMOTE = env_bool("AGENTS_REMOTE", False)
 # Optional ingest of raw_posts.created from other publishers (a durable pull consumer).
 NATS_INGEST = env_bool("NATS_INGEST", False)
 NATS_INGEST_DURABLE = env_str("NATS_INGEST_DURABLE", "infatium-ingest")

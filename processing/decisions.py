@@ -19,9 +19,11 @@ from django.db import transaction
 
 from agents import services as agents
 from agents.models import AgentRun
+from agents.remote import run_agent_remote
 from agents.schemas import AgentResult, AgentType, FeedContext, PostItem, RelevanceOutput
 from processing.models import Candidate, Feed, Post
 from processing.services import PostDraft, save_posts
+from realtime.rpc import AgentCallError
 
 logger = logging.getLogger(__name__)
 GATE_MODEL = "offline-gate"
@@ -122,13 +124,23 @@ def _run(
     """Outputs by item key; an item whose agent failed gets the offline default instead."""
     if not items:
         return {}
-    results: dict[str, AgentResult] = agents.run_agent(
-        agent=agent,
-        items=list(items.values()),
-        context=context,
-        feed_id=feed.id,
-        raw_post_ids={key: raw_ids[key] for key in items},
-    )
+    results: dict[str, AgentResult] | None = None
+    if settings.AGENTS_REMOTE:
+        try:
+            results = run_agent_remote(
+                agent=agent, items=list(items.values()), context=context, feed_id=feed.id
+            )
+        except AgentCallError as exc:
+            # No bridge up, or it timed out: the local call shares the same cache and budget.
+            logger.warning("remote %s agent unavailable (%s); running it here", agent.value, exc)
+    if results is None:
+        results = agents.run_agent(
+            agent=agent,
+            items=list(items.values()),
+            context=context,
+            feed_id=feed.id,
+            raw_post_ids={key: raw_ids[key] for key in items},
+        )
     outputs: dict[str, object] = {}
     for key, item in items.items():
         result = results.get(key)

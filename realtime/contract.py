@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from agents.schemas import AgentReply, AgentRequest
 from realtime import events
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -21,6 +22,9 @@ MESSAGES: dict[str, type[BaseModel]] = {
     f"{events.POSTS_CREATED}.schema.json": events.PostCreated,
     "agents.request.schema.json": events.AgentRequestEnvelope,
     "agents.reply.schema.json": events.AgentReplyEnvelope,
+    # What goes in the envelopes' `input` and `output` for every agent type.
+    "agents.input.schema.json": AgentRequest,
+    "agents.output.schema.json": AgentReply,
 }
 
 

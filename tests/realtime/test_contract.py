@@ -30,6 +30,8 @@ def test_it_keeps_the_committed_contract_in_step_with_the_models(tmp_path):
     generated = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     assert [str(p) for p in generated] == [
         "asyncapi.yaml",
+        "events/agents.input.schema.json",
+        "events/agents.output.schema.json",
         "events/agents.reply.schema.json",
         "events/agents.request.schema.json",
         "events/posts.created.schema.json",
@@ -116,3 +118,41 @@ def test_it_rejects_an_event_the_schema_does_not_allow():
     errors = list(validator.iter_errors({"event_id": "not-a-uuid", "event_type": "posts.created"}))
 
     assert errors  # the committed schema is strict enough to catch a wrong event
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_answers_agents_relevance_to_a_plain_client_with_a_valid_reply(nats_server):
+    from realtime import rpc
+
+    request = {
+        "request_id": "contract-1",
+        "input": {
+            "agent": "relevance",
+            "items": [
+                {"id": "a", "title": "Parliament adopts the AI Act", "text": "EU rules for AI."},
+                {"id": "b", "title": "Derby ends three-nil", "text": "Two late goals."},
+            ],
+            "context": {"description": "EU AI regulation"},
+        },
+    }
+
+    async def scenario() -> dict:
+        server_side = await nats.connect(nats_server.url)
+        responders = rpc.Responders(server_side)  # the registry, as the bridge builds it
+        await responders.start()
+        client = await nats.connect(nats_server.url)  # plain nats-py, not our helper
+        try:
+            msg = await client.request("agents.relevance", json.dumps(request).encode(), 10)
+            return json.loads(msg.data)
+        finally:
+            await client.close()
+            await responders.stop()
+            await server_side.close()
+
+    reply = asyncio.run(scenario())
+
+    _validator("agents.reply.schema.json").validate(reply)
+    _validator("agents.output.schema.json").validate(reply["output"])
+    assert reply["ok"] is True and reply["request_id"] == "contract-1"
+    verdicts = {r["item_id"]: r["output"]["relevant"] for r in reply["output"]["results"]}
+    assert verdicts == {"a": True, "b": False}
