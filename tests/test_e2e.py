@@ -9,39 +9,23 @@ import time
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.test import Client
 from websockets.asyncio.client import connect
 
 from feeds.models import RawPost, Source
 from processing.models import Feed, Post
 from tests.support.feedserver import rss
-from tests.support.stack import Stack, wait_for
+from tests.support.stack import running, wait_for
+from tests.support.ws import _cookie
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def stack(request, tmp_path, redis_client):
-    stack = Stack(tmp_path, POLL_DISPATCH_SECONDS="0.5")
-    try:
-        stack.start_web()
-        stack.start_worker()
-        stack.start_beat()
+    with running(
+        request, tmp_path, processes=("web", "worker", "beat"), POLL_DISPATCH_SECONDS="0.5"
+    ) as stack:
         yield stack
-    except BaseException:
-        print(stack.dump_logs())
-        raise
-    finally:
-        stack.stop()
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        print(stack.dump_logs())
-
-
-def _session_cookie(user) -> str:
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}"
 
 
 async def _receive_for(ws, seconds: float) -> list[dict]:
@@ -69,7 +53,7 @@ def test_it_pushes_a_new_feed_item_to_the_websocket_client_exactly_once(stack, f
         what="the first poll to produce a post",
     )
 
-    cookie = _session_cookie(owner)
+    cookie = _cookie(owner)
 
     async def scenario() -> list[dict]:
         async with connect(

@@ -13,7 +13,6 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import connection
-from django.test import Client
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -22,28 +21,16 @@ from processing import services
 from processing.api.tickets import issue_ticket
 from processing.models import Feed
 from realtime.groups import feed_group
-from tests.support.stack import Stack
+from tests.support.stack import running
+from tests.support.ws import _cookie
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def web(request, tmp_path, redis_client):
-    stack = Stack(tmp_path, WS_CHANNEL_CAPACITY="5000")
-    try:
-        stack.start_web()
+    with running(request, tmp_path, WS_CHANNEL_CAPACITY="5000") as stack:
         yield stack
-    finally:
-        stack.stop()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            print(stack.dump_logs())
-
-
-def _cookie(user) -> str:
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}"
 
 
 def _burst(source: Source, count: int, started: threading.Event) -> threading.Thread:

@@ -14,7 +14,7 @@ from django.db import connection
 from feeds.models import RawPost, Source
 from processing import services
 from processing.models import Feed
-from tests.support.stack import Stack, wait_for
+from tests.support.stack import running, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -45,15 +45,8 @@ def browser_page():
 
 @pytest.fixture
 def web(request, tmp_path, redis_client):
-    stack = Stack(tmp_path)
-    try:
-        stack.start_web()
+    with running(request, tmp_path) as stack:
         yield stack
-    finally:
-        stack.stop()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            print(stack.dump_logs())
 
 
 def _new_post(source: Source, n: int) -> None:

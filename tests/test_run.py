@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 def _get(url: str) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(url, timeout=5) as response:
             return int(response.status)
     except OSError:
         return 0
@@ -57,7 +57,7 @@ def test_it_runs_the_whole_system_and_stops_on_ctrl_c(tmp_path, redis_client):
     )
     log = tmp_path / "run.log"
     with log.open("wb") as out:
-        runner = subprocess.Popen(  # noqa: S603
+        runner = subprocess.Popen(
             [sys.executable, "scripts/run.py"],
             cwd=REPO,
             env=env,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -131,3 +133,24 @@ class Stack:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+@contextlib.contextmanager
+def running(
+    request: Any, tmp: Path, *, processes: tuple[str, ...] = ("web",), **env: str
+) -> Iterator[Stack]:
+    """A started Stack for a test; its processes' logs are printed when the test fails."""
+    stack = Stack(tmp, **env)
+    starters = {"web": stack.start_web, "worker": stack.start_worker, "beat": stack.start_beat}
+    try:
+        for name in processes:
+            starters[name]()
+        yield stack
+    except BaseException:
+        print(stack.dump_logs())
+        raise
+    finally:
+        stack.stop()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(stack.dump_logs())
