@@ -306,6 +306,8 @@ NATS_INGEST_MAX_DELIVER = env_int("NATS_INGEST_MAX_DELIVER", 5, minimum=1)
 NATS_INGEST_ACK_WAIT_SECONDS = env_float("NATS_INGEST_ACK_WAIT_SECONDS", 30.0, minimum=1.0)
 NATS_INGEST_BATCH = env_int("NATS_INGEST_BATCH", 100, minimum=1)
 SENTRY_DSN = env_str("SENTRY_DSN")
+# Bearer token for /metrics (Prometheus); staff sessions can read it too. Unset: staff only.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
 SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", "development" if DEBUG else "production")
 
 # --- AI agents (agents/) ----------------------------------------------------------------
