@@ -51,14 +51,19 @@ def main() -> None:
 
     from feeds import services as feed_services
     from feeds.models import Source
+    from processing import decisions
     from processing import services as processing_services
     from processing.models import Feed, Post
     from tests.support.feedserver import FeedServer
 
     server = FeedServer()
     user = get_user_model().objects.create_user(username="bench")
-    everything = Feed.objects.create(owner=user, name="everything")
-    ai_only = Feed.objects.create(owner=user, name="ai", include_keywords="AI\nrobots")
+    # A rules-only feed (posts saved by processing) and a feed with a description, summaries
+    # and tags (candidates decided by the offline agents).
+    everything = Feed.objects.create(owner=user, name="everything", summaries=False, tags=False)
+    ai_only = Feed.objects.create(
+        owner=user, name="ai", include_keywords="AI\nrobots", description="AI and markets"
+    )
     sources = []
     for n in range(args.sources):
         url = server.serve(f"/{n}.xml", _feed(n, args.items))
@@ -80,9 +85,17 @@ def main() -> None:
 
     first_s, new_ids, first_polls = poll_all()
     started = time.perf_counter()
+    candidates: list[list[int]] = []
     for chunk in range(0, len(new_ids), args.items):
-        processing_services.process_raw_posts(raw_post_ids=new_ids[chunk : chunk + args.items])
+        staged = processing_services.stage_raw_posts(
+            raw_post_ids=new_ids[chunk : chunk + args.items]
+        )
+        candidates.append(staged.candidate_ids)
     process_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for ids in candidates:
+        decisions.decide_candidates(candidate_ids=ids)
+    agents_s = time.perf_counter() - started
     posts = Post.objects.count()
     second_s, again, second_polls = poll_all()
     server.close()
@@ -93,7 +106,11 @@ def main() -> None:
         f"first poll:  {args.sources / first_s:7.1f} feeds/s  {items / first_s:8.0f} items/s  "
         f"median {statistics.median(first_polls) * 1000:.1f} ms/feed"
     )
-    print(f"processing:  {posts / process_s:7.0f} posts/s  ({posts} posts for 2 feeds)")
+    print(
+        f"processing:  {items / process_s:7.0f} raw posts/s (stories, rules, candidates); "
+        f"agents: {sum(map(len, candidates)) / agents_s:6.0f} candidates/s (offline); "
+        f"{posts} posts for 2 feeds"
+    )
     print(
         f"second poll: {args.sources / second_s:7.1f} feeds/s  (304s; {len(again)} new items) "
         f"median {statistics.median(second_polls) * 1000:.1f} ms/feed"

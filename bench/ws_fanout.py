@@ -68,7 +68,7 @@ def main() -> None:
         "WS_MAX_CONNECTIONS_PER_USER": "100000",
         "LOG_LEVEL": "WARNING",
     }
-    server = subprocess.Popen(  # noqa: S603
+    server = subprocess.Popen(
         processes.web(port=port, access_log=False),
         cwd=REPO,
         env=env,
@@ -133,7 +133,7 @@ async def _measure(port, session_key, feed_id, clients, args, produce, committed
                 message = json.loads(frame)
                 if message["type"] == "posts.created":
                     received.append((message["cursor"], time.time()))
-        except Exception:  # noqa: BLE001 (closed at the end)
+        except Exception:
             return
 
     listeners = [asyncio.create_task(listen(ws)) for ws in sockets]
