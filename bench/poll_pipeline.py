@@ -16,21 +16,81 @@ machine did 22.4 feeds/s (1,122 entries/s) on a first update and 595 feeds/s unc
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 
 from _common import setup_django
 
+_WORDS = [
+    "market",
+    "bank",
+    "rates",
+    "inflation",
+    "election",
+    "court",
+    "climate",
+    "storm",
+    "flood",
+    "league",
+    "transfer",
+    "vaccine",
+    "hospital",
+    "robot",
+    "model",
+    "chip",
+    "factory",
+    "port",
+    "rail",
+    "strike",
+    "budget",
+    "tax",
+    "energy",
+    "solar",
+    "wind",
+    "grid",
+    "oil",
+    "gas",
+    "mission",
+    "launch",
+    "rover",
+    "satellite",
+    "council",
+    "mayor",
+    "police",
+    "museum",
+    "festival",
+    "harvest",
+    "drought",
+    "export",
+    "import",
+    "tariff",
+    "startup",
+    "funding",
+    "merger",
+    "lawsuit",
+    "privacy",
+    "breach",
+    "patch",
+    "browser",
+    "cloud",
+]
+
+
+def _sentence(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(_WORDS) for _ in range(words)).capitalize() + "."
+
 
 def _feed(source: int, items: int) -> str:
+    # Distinct text per item (seeded), so stories do not merge them: a realistic mix.
+    rng = random.Random(source)
     body = "".join(
-        f"<item><title>Source {source} story {i}: markets, AI and weather</title>"
+        f"<item><title>{_sentence(rng, 7)}</title>"
         f"<link>http://example.test/{source}/{i}</link><guid>s{source}-i{i}</guid>"
         f"<pubDate>Wed, 25 Nov 2026 10:{i % 60:02d}:00 GMT</pubDate>"
-        "<description>&lt;p&gt;A paragraph of &lt;b&gt;news&lt;/b&gt; text with a "
-        "&lt;a href='http://example.test/x' onclick='evil()'&gt;link&lt;/a&gt; and "
-        "&lt;script&gt;alert(1)&lt;/script&gt; more words about the day's events, "
-        "repeated to look like a real summary of a real article.&lt;/p&gt;"
+        f"<description>&lt;p&gt;{_sentence(rng, 25)} &lt;b&gt;{_sentence(rng, 12)}&lt;/b&gt; "
+        "&lt;a href='http://example.test/x' onclick='evil()'&gt;link&lt;/a&gt; "
+        f"&lt;script&gt;alert(1)&lt;/script&gt; {_sentence(rng, 30)}&lt;/p&gt;"
         "</description></item>"
         for i in range(items)
     )
@@ -62,7 +122,7 @@ def main() -> None:
     # and tags (candidates decided by the offline agents).
     everything = Feed.objects.create(owner=user, name="everything", summaries=False, tags=False)
     ai_only = Feed.objects.create(
-        owner=user, name="ai", include_keywords="AI\nrobots", description="AI and markets"
+        owner=user, name="ai", include_keywords="robot\nmarket", description="robots and markets"
     )
     sources = []
     for n in range(args.sources):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import struct
 import unicodedata
 from dataclasses import dataclass
 
@@ -21,18 +20,17 @@ ROWS = NUM_PERM // BANDS
 SHINGLE = 3
 # Posts at least this similar are one story.
 NEAR_DUPLICATE_SIMILARITY = 0.5
-_MERSENNE = (1 << 61) - 1
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-def _permutations() -> list[tuple[int, int]]:
-    # Fixed seeds: signatures must stay comparable across processes and releases.
-    params = []
-    for i in range(NUM_PERM):
-        digest = hashlib.sha256(f"infatium-minhash-{i}".encode()).digest()
-        a, b = struct.unpack("<QQ", digest[:16])
-        params.append((a % (_MERSENNE - 1) + 1, b % _MERSENNE))
-    return params
+def _permutations() -> list[int]:
+    # One random 64-bit mask per "permutation": min over (hash XOR mask) is a cheap MinHash
+    # family (a C-level map per mask). Fixed seeds: signatures must stay comparable across
+    # processes and releases.
+    return [
+        int.from_bytes(hashlib.sha256(f"infatium-minhash-{i}".encode()).digest()[:8], "little")
+        for i in range(NUM_PERM)
+    ]
 
 
 _PERMS = _permutations()
@@ -92,7 +90,4 @@ def signature(title: str, text: str) -> Signature | None:
         # Very short posts ("Breaking:", a single link) would merge unrelated items.
         return None
     shingles = _shingles(normalized)
-    values = tuple(
-        min(((a * s + b) % _MERSENNE) & 0xFFFFFFFFFFFFFFFF for s in shingles) for a, b in _PERMS
-    )
-    return Signature(values)
+    return Signature(tuple(min(map(mask.__xor__, shingles)) for mask in _PERMS))

@@ -95,6 +95,8 @@ class Story(models.Model):
     )
     raw_post_count = models.PositiveIntegerField(default=1)
     source_count = models.PositiveIntegerField(default=1)
+    # MinHash of the first post (hex): what a near-duplicate candidate is compared with.
+    signature = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(default=timezone.now)
 
@@ -121,7 +123,6 @@ class StoryKey(models.Model):
 
     key = models.CharField(max_length=80)
     story = models.ForeignKey(Story, on_delete=models.CASCADE, related_name="keys")
-    signature = models.TextField(blank=True)  # the member's MinHash, to confirm a candidate
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -46,24 +46,31 @@ def assign_stories(raw_posts: Sequence[RawPost]) -> dict[int, Story]:
         keys[raw.id] = ("x:" + exact_hash(raw.title, raw.text), sig, sig.bands() if sig else [])
     window_start = timezone.now() - timedelta(hours=settings.STORY_WINDOW_HOURS)
     lookup = [key for exact, _, bands in keys.values() for key in (exact, *bands)]
-    known: list[_Key] = [
-        _Key(row.key, row.story, row.signature)
-        for row in StoryKey.objects.filter(key__in=lookup, created_at__gte=window_start)
+    known: dict[str, list[_Key]] = {}
+    for row in (
+        StoryKey.objects.filter(key__in=lookup, created_at__gte=window_start)
         .select_related("story")
         .order_by("created_at")
-    ]
+    ):
+        known.setdefault(row.key, []).append(_Key(row.key, row.story, row.story.signature))
     new_stories: list[Story] = []
     matches: dict[int, tuple[Story, float]] = {}
     for raw in todo:
         exact, sig, bands = keys[raw.id]
         story, similarity = _match(exact, sig, bands, known)
         if story is None:
-            story = Story(title=raw.title[:500], first_raw_post=raw, first_source_id=raw.source_id)
+            story = Story(
+                title=raw.title[:500],
+                first_raw_post=raw,
+                first_source_id=raw.source_id,
+                signature=sig.to_hex() if sig else "",
+            )
             new_stories.append(story)
         matches[raw.id] = (story, similarity)
         # Later posts of this batch can match this one.
-        hexsig = sig.to_hex() if sig else ""
-        known.extend(_Key(key, story, hexsig) for key in (exact, *bands))
+        # Later posts of this batch compare with the story's own signature, as from the DB.
+        for key in (exact, *bands):
+            known.setdefault(key, []).append(_Key(key, story, story.signature))
     fresh = {id(story) for story in new_stories}
     # Copies inside this batch of a story opened in this batch: counted before it is saved.
     fresh_sources: dict[int, set[int]] = {}
@@ -87,9 +94,9 @@ def assign_stories(raw_posts: Sequence[RawPost]) -> dict[int, Story]:
     )
     StoryKey.objects.bulk_create(
         [
-            StoryKey(key=key, story=matches[raw.id][0], signature=sig.to_hex() if sig else "")
+            StoryKey(key=key, story=matches[raw.id][0])
             for raw in todo
-            for exact, sig, bands in [keys[raw.id]]
+            for exact, _sig, bands in [keys[raw.id]]
             for key in (exact, *bands)
         ]
     )
@@ -97,30 +104,44 @@ def assign_stories(raw_posts: Sequence[RawPost]) -> dict[int, Story]:
     return assigned
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Key:
     key: str
     story: Story
     signature: str
+    _parsed: Signature | None = None
+
+    def parsed(self) -> Signature:
+        if self._parsed is None:
+            self._parsed = Signature.from_hex(self.signature)
+        return self._parsed
+
+
+# A post is compared with at most this many earlier stories sharing a band: a flood of
+# near-identical posts cannot make assignment quadratic.
+_MAX_CANDIDATES = 20
 
 
 def _match(
-    exact: str, sig: Signature | None, bands: list[str], known: list[_Key]
+    exact: str, sig: Signature | None, bands: list[str], known: dict[str, list[_Key]]
 ) -> tuple[Story | None, float]:
-    wanted = {exact, *bands}
-    rows = [row for row in known if row.key in wanted]
-    for row in rows:
-        if row.key == exact:
-            return row.story, 1.0
+    for row in known.get(exact, ()):
+        return row.story, 1.0
     best: tuple[Story | None, float] = (None, 0.0)
     if sig is None:
         return best
-    for row in rows:
-        if not row.signature:
-            continue
-        similarity = sig.similarity(Signature.from_hex(row.signature))
-        if similarity >= NEAR_DUPLICATE_SIMILARITY and similarity > best[1]:
-            best = (row.story, similarity)
+    compared: set[int] = set()
+    for band in bands:
+        for row in known.get(band, ()):
+            story_key = id(row.story)
+            if story_key in compared or not row.signature:
+                continue
+            compared.add(story_key)
+            similarity = sig.similarity(row.parsed())
+            if similarity >= NEAR_DUPLICATE_SIMILARITY and similarity > best[1]:
+                best = (row.story, similarity)
+            if len(compared) >= _MAX_CANDIDATES:
+                return best
     return best
 
 

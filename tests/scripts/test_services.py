@@ -1,8 +1,7 @@
 """scripts/services.py against real servers: embedded ones from the wheels, no mocks.
 
 Needs no Django. Run with `pytest tests/scripts`, or without the Django plugin as
-`pytest tests/scripts -p no:django -o addopts=""` (pyproject's addopts holds pytest-django's
---reuse-db, which pytest rejects once that plugin is off).
+`pytest tests/scripts -p no:django`.
 """
 
 from __future__ import annotations
