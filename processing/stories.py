@@ -7,7 +7,6 @@ transaction-scoped advisory lock, so two workers cannot open two stories for one
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -46,18 +45,19 @@ def assign_stories(raw_posts: Sequence[RawPost]) -> dict[int, Story]:
         keys[raw.id] = ("x:" + exact_hash(raw.title, raw.text), sig, sig.bands() if sig else [])
     window_start = timezone.now() - timedelta(hours=settings.STORY_WINDOW_HOURS)
     lookup = [key for exact, _, bands in keys.values() for key in (exact, *bands)]
-    known: dict[str, list[_Key]] = {}
+    known: dict[str, list[Story]] = {}
+    parsed: dict[int, Signature] = {}  # by id(story): each story's MinHash decoded once
     for row in (
         StoryKey.objects.filter(key__in=lookup, created_at__gte=window_start)
         .select_related("story")
         .order_by("created_at")
     ):
-        known.setdefault(row.key, []).append(_Key(row.key, row.story, row.story.signature))
+        known.setdefault(row.key, []).append(row.story)
     new_stories: list[Story] = []
     matches: dict[int, tuple[Story, float]] = {}
     for raw in todo:
         exact, sig, bands = keys[raw.id]
-        story, similarity = _match(exact, sig, bands, known)
+        story, similarity = _match(exact, sig, bands, known, parsed)
         if story is None:
             story = Story(
                 title=raw.title[:500],
@@ -68,9 +68,8 @@ def assign_stories(raw_posts: Sequence[RawPost]) -> dict[int, Story]:
             new_stories.append(story)
         matches[raw.id] = (story, similarity)
         # Later posts of this batch can match this one.
-        # Later posts of this batch compare with the story's own signature, as from the DB.
         for key in (exact, *bands):
-            known.setdefault(key, []).append(_Key(key, story, story.signature))
+            known.setdefault(key, []).append(story)
     fresh = {id(story) for story in new_stories}
     # Copies inside this batch of a story opened in this batch: counted before it is saved.
     fresh_sources: dict[int, set[int]] = {}
@@ -104,42 +103,34 @@ def assign_stories(raw_posts: Sequence[RawPost]) -> dict[int, Story]:
     return assigned
 
 
-@dataclass
-class _Key:
-    key: str
-    story: Story
-    signature: str
-    _parsed: Signature | None = None
-
-    def parsed(self) -> Signature:
-        if self._parsed is None:
-            self._parsed = Signature.from_hex(self.signature)
-        return self._parsed
-
-
 # A post is compared with at most this many earlier stories sharing a band: a flood of
 # near-identical posts cannot make assignment quadratic.
 _MAX_CANDIDATES = 20
 
 
 def _match(
-    exact: str, sig: Signature | None, bands: list[str], known: dict[str, list[_Key]]
+    exact: str,
+    sig: Signature | None,
+    bands: list[str],
+    known: dict[str, list[Story]],
+    parsed: dict[int, Signature],
 ) -> tuple[Story | None, float]:
-    for row in known.get(exact, ()):
-        return row.story, 1.0
+    if known.get(exact):
+        return known[exact][0], 1.0
     best: tuple[Story | None, float] = (None, 0.0)
     if sig is None:
         return best
     compared: set[int] = set()
     for band in bands:
-        for row in known.get(band, ()):
-            story_key = id(row.story)
-            if story_key in compared or not row.signature:
+        for story in known.get(band, ()):
+            if id(story) in compared or not story.signature:
                 continue
-            compared.add(story_key)
-            similarity = sig.similarity(row.parsed())
+            compared.add(id(story))
+            if id(story) not in parsed:
+                parsed[id(story)] = Signature.from_hex(story.signature)
+            similarity = sig.similarity(parsed[id(story)])
             if similarity >= NEAR_DUPLICATE_SIMILARITY and similarity > best[1]:
-                best = (row.story, similarity)
+                best = (story, similarity)
             if len(compared) >= _MAX_CANDIDATES:
                 return best
     return best
