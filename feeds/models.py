@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -30,8 +32,33 @@ class Source(models.Model):
     site_url = models.URLField(max_length=2000, blank=True)
     active = models.BooleanField(default=True)
     poll_interval = models.PositiveIntegerField(
-        default=900, help_text="Seconds between polls when the source is healthy."
+        default=900,
+        help_text=(
+            "Seconds between polls when the source is healthy. With adaptive polling on, the "
+            "starting point: the interval then follows the source's posting rate."
+        ),
     )
+    adaptive = models.BooleanField(
+        default=True,
+        help_text="Adapt the interval to how often the source publishes (within the bounds set "
+        "by POLL_MIN_INTERVAL_SECONDS and POLL_MAX_INTERVAL_SECONDS).",
+    )
+    category = models.CharField(
+        max_length=300, blank=True, help_text="Folder, e.g. from OPML ('Tech/AI')."
+    )
+    user_agent = models.CharField(
+        max_length=300, blank=True, help_text="User-Agent for this source (blank: the default)."
+    )
+    config = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            "Per-kind options. Web pages: {\"link_selector\": \"CSS\", \"content_selector\": "
+            "\"CSS\", \"max_articles\": 20}."
+        ),
+    )
+    # Lower-cased host of `url`, kept in step by save() and the services: the per-host cap.
+    host = models.CharField(max_length=255, blank=True, editable=False, db_index=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     # Who added it through the API; counts against SOURCE_QUOTA_PER_USER. Null for sources
     # added by staff in the admin or by the demo.
@@ -50,6 +77,18 @@ class Source(models.Model):
     claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     # Conditional GET validators from the last 200 response.
+    # Interval in effect (seconds): adaptive from the posting rate, or stretched by backoff and
+    # by what the server asked for (ttl, Cache-Control, Expires, Retry-After).
+    current_interval = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    # Posting rhythm: when the last new item arrived and the mean gap between new items (EWMA).
+    last_new_item_at = models.DateTimeField(null=True, blank=True, editable=False)
+    mean_item_gap = models.FloatField(null=True, blank=True, editable=False)
+
+    # Telegram: resolved once when the source is added (gateway) and the highest message id seen.
+    tg_channel_id = models.BigIntegerField(null=True, blank=True, editable=False)
+    tg_access_hash = models.BigIntegerField(null=True, blank=True, editable=False)
+    cursor = models.BigIntegerField(default=0, editable=False)
+
     etag = models.CharField(max_length=500, blank=True, editable=False)
     last_modified = models.CharField(max_length=100, blank=True, editable=False)
 
@@ -71,6 +110,44 @@ class Source(models.Model):
     def __str__(self) -> str:
         return self.title or self.url
 
+    def save(self, *args: object, **kwargs: object) -> None:
+        self.host = source_host(self.url)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "url" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "host"}  # type: ignore[misc]
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def telegram_username(self) -> str:
+        """The channel name of a Telegram source URL (https://t.me/<name>)."""
+        return telegram_username(self.url)
+
+    @property
+    def is_silent(self) -> bool:
+        """No new item for much longer than the source's usual rhythm."""
+        if self.mean_item_gap is None or self.last_new_item_at is None:
+            return False
+        quiet = (timezone.now() - self.last_new_item_at).total_seconds()
+        return quiet > max(self.mean_item_gap * settings.SILENT_GAP_FACTOR, settings.SILENT_MIN_SECONDS)
+
+
+def source_host(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "")[:255]
+    except ValueError:
+        return ""
+
+
+def telegram_username(url: str) -> str:
+    """'https://t.me/durov', 't.me/s/durov/', '@durov' -> 'durov' ('' when there is none)."""
+    value = url.strip()
+    if value.startswith("@"):
+        return value[1:]
+    parts = [p for p in urlsplit(value if "//" in value else "//" + value).path.split("/") if p]
+    if parts and parts[0] == "s":
+        parts = parts[1:]
+    return parts[0] if parts else ""
+
 
 class PollStatus(models.TextChoices):
     OK = "ok", "OK (new content)"
@@ -80,6 +157,8 @@ class PollStatus(models.TextChoices):
     NETWORK_ERROR = "network_error", "Network error"
     TOO_LARGE = "too_large", "Response too large"
     NOT_A_FEED = "not_a_feed", "Not a feed"
+    BLOCKED = "blocked", "Blocked (address not allowed)"
+    DEFERRED = "deferred", "Deferred (rate limited)"
     ERROR = "error", "Unexpected error"
 
 
@@ -93,13 +172,20 @@ class PollLog(models.Model):
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     items_seen = models.PositiveIntegerField(default=0)
     items_new = models.PositiveIntegerField(default=0)
+    items_updated = models.PositiveIntegerField(default=0)
     bytes_received = models.PositiveIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
+    error_class = models.CharField(max_length=100, blank=True)
+    # A network error seen while every source was failing: not counted against this source.
+    outage = models.BooleanField(default=False)
 
     class Meta:
         indexes = [
             # Source admin "recent polls": WHERE source_id = ? ORDER BY started_at DESC
             models.Index(fields=["source", "-started_at"], name="polllog_source_recent_idx"),
+            # Outage detection and the dashboard: the last few minutes of polls, all sources.
+            models.Index(fields=["-started_at"], name="polllog_recent_idx"),
         ]
 
     def __str__(self) -> str:
@@ -122,6 +208,11 @@ class RawPost(models.Model):
     published_at = models.DateTimeField(null=True, blank=True)
     fetched_at = models.DateTimeField(default=timezone.now)
     content_hash = models.CharField(max_length=64)
+    # sha1 of the canonical link (tracking parameters stripped), '' without a link: the second
+    # rung of the identity ladder, for feeds whose guids repeat or change.
+    link_key = models.CharField(max_length=40, blank=True)
+    edited_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
     # Set in the same transaction that creates the raw post's Posts; null means "still owed".
     processed_at = models.DateTimeField(null=True, blank=True)
     process_claim = models.UUIDField(null=True, blank=True, editable=False)
@@ -141,7 +232,33 @@ class RawPost(models.Model):
             ),
             # backfill_feed: WHERE source_id IN (...) ORDER BY fetched_at DESC
             models.Index(fields=["source", "-fetched_at"], name="rawpost_source_recent_idx"),
+            models.Index(fields=["source", "link_key"], name="rawpost_source_link_idx"),
+            models.Index(fields=["source", "content_hash"], name="rawpost_source_hash_idx"),
         ]
 
     def __str__(self) -> str:
         return self.title[:80] or self.external_id
+
+
+class Tombstone(models.Model):
+    """An item purged from storage: the identities it had, so it never comes back as new."""
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="tombstones")
+    external_id = models.CharField(max_length=512)
+    link_key = models.CharField(max_length=40, blank=True)
+    content_hash = models.CharField(max_length=64, blank=True)
+    purged_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "external_id"], name="tombstone_source_external_id_uniq"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["source", "link_key"], name="tombstone_source_link_idx"),
+            models.Index(fields=["source", "content_hash"], name="tombstone_source_hash_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_id}:{self.external_id}"

@@ -18,6 +18,7 @@ from typing import Any
 import feedparser
 
 from feeds.sanitize import html_to_text, sanitize_html
+from feeds.urls import clean_link, link_key
 
 MAX_ENTRIES = 1000
 _MAX_ID = 512
@@ -41,6 +42,7 @@ class ParsedEntry:
     author: str
     published_at: datetime | None
     content_hash: str
+    link_key: str = ""  # feeds.urls.link_key(url): the second rung of the identity ladder
 
 
 @dataclass
@@ -48,6 +50,8 @@ class ParsedFeed:
     title: str = ""
     site_url: str = ""
     entries: list[ParsedEntry] = field(default_factory=list)
+    # RSS <ttl> in seconds: the publisher's "do not poll more often than this".
+    ttl_seconds: int | None = None
 
 
 def parse_feed(body: bytes, *, content_type: str = "", base_url: str = "") -> ParsedFeed:
@@ -76,7 +80,17 @@ def parse_feed(body: bytes, *, content_type: str = "", base_url: str = "") -> Pa
         title=html_to_text(meta.get("title", ""))[:300],
         site_url=_clip_url(meta.get("link", "")),
         entries=_usable(_entry(item) for item in parsed.entries[:MAX_ENTRIES]),
+        ttl_seconds=_ttl_seconds(meta.get("ttl")),
     )
+
+
+def _ttl_seconds(value: object) -> int | None:
+    """RSS 2.0 <ttl> is minutes; ignore nonsense rather than fail the poll."""
+    try:
+        minutes = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return minutes * 60 if 0 < minutes <= 7 * 24 * 60 else None
 
 
 def _looks_like_json(body: bytes, content_type: str) -> bool:
@@ -90,7 +104,7 @@ def _entry(item: Any) -> ParsedEntry:
     url = _clip_url(item.get("link", ""))
     text = html_to_text(raw_html)
     published = item.get("published_parsed") or item.get("updated_parsed")
-    return _make_entry(
+    return make_entry(
         guid=_str(item.get("id")),
         url=url,
         title=title,
@@ -122,7 +136,7 @@ def _parse_json_feed(body: bytes) -> ParsedFeed:
             (_str(a.get("name")) for a in authors if isinstance(a, dict) and a.get("name")), ""
         )
         entries.append(
-            _make_entry(
+            make_entry(
                 guid=_str(item.get("id")),
                 url=_clip_url(_str(item.get("url"))),
                 title=html_to_text(_str(item.get("title"))),
@@ -139,7 +153,7 @@ def _parse_json_feed(body: bytes) -> ParsedFeed:
     )
 
 
-def _make_entry(
+def make_entry(
     *,
     guid: str,
     url: str,
@@ -149,6 +163,9 @@ def _make_entry(
     author: str,
     published_at: datetime | None,
 ) -> ParsedEntry:
+    """One entry, sanitized fields in; the identity is computed here. Readers of every kind
+    (feeds, t.me pages, web pages, the Telegram gateway) build their entries with this."""
+    url = clean_link(url)
     content_hash = hashlib.sha256(f"{title}\n{text}".encode()).hexdigest()
     # Identity ladder: the publisher's id, else the link, else what the item says.
     external_id = guid.strip() or url or f"sha256:{content_hash}"
@@ -163,6 +180,7 @@ def _make_entry(
         author=author[:300],
         published_at=published_at,
         content_hash=content_hash,
+        link_key=link_key(url),
     )
 
 

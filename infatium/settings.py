@@ -254,7 +254,24 @@ FETCH_USER_AGENT = env_str(
     "FETCH_USER_AGENT", "Infatium/0.1 (+https://github.com/infatium/infatium; feed fetcher)"
 )
 POLL_DEFAULT_INTERVAL_SECONDS = env_int("POLL_DEFAULT_INTERVAL_SECONDS", 900, minimum=1)
+# Bounds of the adaptive interval (posting rate, ttl, Cache-Control, Expires, backoff).
+POLL_MIN_INTERVAL_SECONDS = env_int("POLL_MIN_INTERVAL_SECONDS", 60, minimum=1)
 POLL_MAX_INTERVAL_SECONDS = env_int("POLL_MAX_INTERVAL_SECONDS", 6 * 3600, minimum=1)
+if POLL_MIN_INTERVAL_SECONDS > POLL_MAX_INTERVAL_SECONDS:
+    add_error("POLL_MIN_INTERVAL_SECONDS is larger than POLL_MAX_INTERVAL_SECONDS")
+# Polls in flight at once against one host (a site with many feeds is not hammered).
+POLL_PER_HOST_CONCURRENCY = env_int("POLL_PER_HOST_CONCURRENCY", 4, minimum=1)
+# A network error counts as an outage (not against the source) when, in the last
+# OUTAGE_WINDOW_SECONDS, at least OUTAGE_MIN_SOURCES distinct sources failed on the network and
+# none succeeded.
+OUTAGE_WINDOW_SECONDS = env_int("OUTAGE_WINDOW_SECONDS", 300, minimum=1)
+OUTAGE_MIN_SOURCES = env_int("OUTAGE_MIN_SOURCES", 3, minimum=1)
+# A source is silent when no new item came for SILENT_GAP_FACTOR times its mean gap (and at
+# least SILENT_MIN_SECONDS).
+SILENT_GAP_FACTOR = env_float("SILENT_GAP_FACTOR", 5.0, minimum=1.0)
+SILENT_MIN_SECONDS = env_int("SILENT_MIN_SECONDS", 2 * 86400, minimum=1)
+# Raw posts older than this that no feed kept are purged (tombstoned: they never return as new).
+RAW_POST_RETENTION_DAYS = env_int("RAW_POST_RETENTION_DAYS", 90, minimum=1)
 POLL_DISPATCH_BATCH = env_int("POLL_DISPATCH_BATCH", 200, minimum=1)
 # How long a claimed poll may run before the dispatcher treats it as lost and polls again.
 POLL_LEASE_SECONDS = CELERY_TASK_TIME_LIMIT + 30

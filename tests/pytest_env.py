@@ -15,4 +15,7 @@ os.environ.setdefault("DEBUG", "0")
 os.environ.setdefault("FETCH_ALLOW_PRIVATE_NETWORKS", "1")
 # Tests own a Redis database of their own (they flush it); keep the host the caller chose.
 _redis = urlsplit(os.environ["REDIS_URL"])
-os.environ["REDIS_URL"] = urlunsplit(_redis._replace(path="/9"))
+# TEST_REDIS_DB lets two test runs on one machine keep out of each other's way.
+os.environ["REDIS_URL"] = urlunsplit(
+    _redis._replace(path="/" + os.environ.get("TEST_REDIS_DB", "9"))
+)

@@ -1,0 +1,95 @@
+"""Item links: tracking parameters stripped, and a canonical key for identity.
+
+`clean_link` is what we store and show: the publisher's link without tracking parameters (utm_*,
+fbclid, ...), otherwise untouched. `link_key` is the identity of a link: the cleaned link with the
+scheme folded to https, the host lower-cased without "www." and a default port, the fragment
+dropped and the query sorted, hashed to 40 hex characters. Two links with the same key are the
+same article.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+# Exact names; prefixes below. Lower-case comparison.
+TRACKING_PARAMS = frozenset(
+    {
+        "fbclid",
+        "gclid",
+        "gclsrc",
+        "dclid",
+        "msclkid",
+        "yclid",
+        "twclid",
+        "igshid",
+        "mc_cid",
+        "mc_eid",
+        "_hsenc",
+        "_hsmi",
+        "mkt_tok",
+        "oly_anon_id",
+        "oly_enc_id",
+        "vero_id",
+        "wickedid",
+        "rb_clickid",
+        "s_cid",
+        "ncid",
+        "cmpid",
+        "_ga",
+        "_gl",
+        "ref_src",
+        "ref_url",
+        "spm",
+        "sr_share",
+    }
+)
+TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "hsa_", "__s")
+
+
+def is_tracking_param(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in TRACKING_PARAMS or lowered.startswith(TRACKING_PREFIXES)
+
+
+def clean_link(url: str) -> str:
+    """`url` without tracking parameters; '' stays ''; a link that does not parse is kept."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if not parts.query:
+        return url
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    kept = [(k, v) for k, v in pairs if not is_tracking_param(k)]
+    if len(kept) == len(pairs):
+        return url
+    return urlunsplit(parts._replace(query=urlencode(kept)))
+
+
+def canonical_link(url: str) -> str:
+    """The normalized form `link_key` hashes ('' for '' or an unparsable link)."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(clean_link(url.strip()))
+        port = parts.port
+    except ValueError:
+        return ""
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        return ""
+    host = (parts.hostname or "").rstrip(".")
+    if host.startswith("www."):
+        host = host[4:]
+    netloc = host if port in (None, 80, 443) else f"{host}:{port}"
+    query = urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)))
+    path = parts.path or "/"
+    return urlunsplit(("https", netloc, path, query, ""))
+
+
+def link_key(url: str) -> str:
+    canonical = canonical_link(url)
+    return hashlib.sha1(canonical.encode(), usedforsecurity=False).hexdigest() if canonical else ""
