@@ -28,7 +28,7 @@ def setup_django(database: str) -> str:
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("SECRET_KEY", "bench-" + "x" * 40)
     os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ.setdefault("FETCH_ALLOW_PRIVATE_NETWORKS", "1")
+    os.environ.setdefault("FETCH_ALLOWED_NETWORKS", "127.0.0.0/8,::1")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "infatium.settings")
     import django
 

@@ -53,8 +53,8 @@ class Source(models.Model):
         default=dict,
         blank=True,
         help_text=(
-            "Per-kind options. Web pages: {\"link_selector\": \"CSS\", \"content_selector\": "
-            "\"CSS\", \"max_articles\": 20}."
+            'Per-kind options. Web pages: {"link_selector": "CSS", "content_selector": '
+            '"CSS", "max_articles": 20}.'
         ),
     )
     # Lower-cased host of `url`, kept in step by save() and the services: the per-host cap.
@@ -128,7 +128,8 @@ class Source(models.Model):
         if self.mean_item_gap is None or self.last_new_item_at is None:
             return False
         quiet = (timezone.now() - self.last_new_item_at).total_seconds()
-        return quiet > max(self.mean_item_gap * settings.SILENT_GAP_FACTOR, settings.SILENT_MIN_SECONDS)
+        usual = self.mean_item_gap * settings.SILENT_GAP_FACTOR
+        return quiet > max(usual, settings.SILENT_MIN_SECONDS)
 
 
 def source_host(url: str) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from feeds.fetcher import fetch
-from feeds.parsing import ParsedEntry, parse_feed
+from feeds.parsing import NotAFeed, ParsedEntry, parse_feed
 
 if TYPE_CHECKING:
     from feeds.models import Source
@@ -60,7 +60,13 @@ def read_feed(source: Source, known: Known) -> ReadResult:
     if result.not_modified:
         read.not_modified = True
         return read
-    parsed = parse_feed(result.body, content_type=result.content_type, base_url=result.url)
+    try:
+        parsed = parse_feed(result.body, content_type=result.content_type, base_url=result.url)
+    except NotAFeed as exc:
+        # The poll log keeps what the server answered, even when it was not a feed.
+        exc.http_status = result.status_code  # type: ignore[attr-defined]
+        exc.bytes_received = len(result.body)  # type: ignore[attr-defined]
+        raise
     read.entries = parsed.entries
     read.title = parsed.title
     read.site_url = parsed.site_url

@@ -12,19 +12,31 @@ import logging
 import random
 import time
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from feeds.fetcher import FetchError, fetch
-from feeds.models import PollLog, PollStatus, RawPost, Source, SourceKind
-from feeds.parsing import NotAFeed, ParsedEntry, parse_feed
+from feeds.fetcher import FetchError
+from feeds.models import (
+    PollLog,
+    PollStatus,
+    RawPost,
+    Source,
+    SourceKind,
+    Tombstone,
+    source_host,
+)
+from feeds.parsing import NotAFeed, ParsedEntry
+from feeds.readers import ReadResult, reader_for
 from feeds.validation import normalize_source_url, validate_source_url
 from realtime import outbox
 
@@ -41,20 +53,40 @@ def claim_due_sources(*, now: datetime | None = None, limit: int | None = None) 
     """Claim up to `limit` active sources whose next poll is due, oldest first.
 
     The rows are locked with SKIP LOCKED (PostgreSQL) and moved past the lease in the same
-    transaction, so a concurrent dispatcher neither waits on nor sees them.
+    transaction, so a concurrent dispatcher neither waits on nor sees them. A host that already
+    has POLL_PER_HOST_CONCURRENCY polls in flight gets no more this tick: its due sources stay
+    due. Telegram sources are left to the gateway when it runs (TELEGRAM_GATEWAY_ENABLED).
+
+    A claim whose poll died (killed worker, lost message) expires after POLL_LEASE_SECONDS; the
+    source is then due again (next_poll_at was set to the lease's end) and this sweeps it up.
     """
     now = now or timezone.now()
     limit = limit or settings.POLL_DISPATCH_BATCH
     lease_until = now + timedelta(seconds=settings.POLL_LEASE_SECONDS)
+    cap = settings.POLL_PER_HOST_CONCURRENCY
     claims: list[Claim] = []
     with transaction.atomic():
-        due_ids = list(
-            Source.objects.select_for_update(skip_locked=True)
-            .filter(active=True, next_poll_at__lte=now)
-            .order_by("next_poll_at")
-            .values_list("id", flat=True)[:limit]
+        due = Source.objects.select_for_update(skip_locked=True).filter(
+            active=True, next_poll_at__lte=now
         )
-        for source_id in due_ids:
+        if getattr(settings, "TELEGRAM_GATEWAY_ENABLED", False):
+            due = due.exclude(kind=SourceKind.TELEGRAM)
+        rows = list(due.order_by("next_poll_at").values_list("id", "host", "claimed_until")[:limit])
+        in_flight: dict[str, int] = {}
+        hosts = {host for _, host, _ in rows}
+        for host in (
+            Source.objects.filter(host__in=hosts, claimed_until__gt=now)
+            .values_list("host", flat=True)
+            .iterator()
+        ):
+            in_flight[host] = in_flight.get(host, 0) + 1
+        for source_id, host, claimed_until in rows:
+            if claimed_until is not None and claimed_until <= now:
+                logger.warning(
+                    "poll of source %s was lost (lease expired); polling again", source_id
+                )
+            if in_flight.get(host, 0) >= cap:
+                continue
             token = uuid.uuid4()
             # Conditional on still being due: on databases without row locks (SQLite) a racing
             # dispatcher's claim makes this update touch nothing.
@@ -62,6 +94,7 @@ def claim_due_sources(*, now: datetime | None = None, limit: int | None = None) 
                 id=source_id, active=True, next_poll_at__lte=now
             ).update(claim_token=token, claimed_until=lease_until, next_poll_at=lease_until)
             if claimed:
+                in_flight[host] = in_flight.get(host, 0) + 1
                 claims.append(Claim(source_id=source_id, token=str(token)))
     return claims
 
@@ -79,8 +112,25 @@ def claim_source_now(*, source_id: int) -> Claim | None:
     return Claim(source_id=source_id, token=str(token)) if claimed else None
 
 
+@dataclass
+class Stored:
+    """What one store did: raw posts it created and raw posts whose content it changed."""
+
+    new_ids: list[int] = field(default_factory=list)
+    edited_ids: list[int] = field(default_factory=list)
+    seen: int = 0
+
+    @property
+    def to_process(self) -> list[int]:
+        return sorted({*self.new_ids, *self.edited_ids})
+
+
+_NETWORK_STATUSES = (PollStatus.NETWORK_ERROR, PollStatus.TIMEOUT)
+
+
 def poll_source(*, source_id: int, token: str) -> list[int]:
-    """Fetch and store one source under its claim; return the ids of raw posts it created.
+    """Read and store one source under its claim; return the raw post ids to process (new ones
+    and ones whose content changed).
 
     Idempotent: a call whose claim is gone (already finished, or superseded after the lease
     expired) does nothing and returns []. Errors are recorded on the source and in a PollLog;
@@ -90,75 +140,444 @@ def poll_source(*, source_id: int, token: str) -> list[int]:
     if source is None:
         logger.info("poll of source %s skipped: claim %s no longer held", source_id, token)
         return []
-    started = time.monotonic()
-    log = PollLog(source=source, started_at=timezone.now())
-    new_ids: list[int] = []
+    return _record(source, token, _read(source))
+
+
+def poll_sources(claims: Sequence[Claim]) -> list[int]:
+    """`poll_source` for many claims at once: the network waits overlap (a thread per source,
+    up to POLL_THREADS), the writes run one source at a time, each in a savepoint of one
+    transaction. Returns every raw post id to process."""
+    tokens = {claim.source_id: claim.token for claim in claims}
+    held = [
+        source
+        for source in Source.objects.filter(id__in=list(tokens))
+        if source.claim_token is not None and str(source.claim_token) == tokens[source.id]
+    ]
+    if len(held) < len(tokens):
+        logger.info(
+            "%s of %s claimed polls skipped: claim no longer held",
+            len(tokens) - len(held),
+            len(tokens),
+        )
+    if len(held) <= 1:
+        outcomes = [_read(source) for source in held]
+    else:
+        with ThreadPoolExecutor(max_workers=min(len(held), settings.POLL_THREADS)) as pool:
+            outcomes = list(pool.map(_read_in_thread, held))
+    ids: list[int] = []
+    # One commit for the batch (a commit waits for the WAL to reach the disk); each source's
+    # writes are a savepoint of their own, so one source's failure undoes only its own.
+    unchanged = [
+        (source, tokens[source.id], outcome)
+        for source, outcome in zip(held, outcomes, strict=True)
+        if outcome.error is None and outcome.read is not None and outcome.read.not_modified
+    ]
+    with transaction.atomic():
+        if unchanged:
+            _finish_unchanged(unchanged)
+        done = {source.id for source, _, _ in unchanged}
+        for source, outcome in zip(held, outcomes, strict=True):
+            if source.id not in done:
+                ids.extend(_record(source, tokens[source.id], outcome))
+    return ids
+
+
+@dataclass
+class _Outcome:
+    started_at: datetime
+    started: float
+    read: ReadResult | None = None
+    error: Exception | None = None
+
+
+def _read(source: Source) -> _Outcome:
+    """Network and parsing only; failures are kept for `_record`."""
+    outcome = _Outcome(started_at=timezone.now(), started=time.monotonic())
     try:
-        result = fetch(source.url, etag=source.etag, last_modified=source.last_modified)
-        log.http_status = result.status_code
-        log.bytes_received = len(result.body)
-        if result.not_modified:
+        outcome.read = reader_for(source.kind)(
+            source, lambda ids: known_external_ids(source.id, ids)
+        )
+    except Exception as exc:
+        outcome.error = exc
+    return outcome
+
+
+def _read_in_thread(source: Source) -> _Outcome:
+    try:
+        return _read(source)
+    finally:
+        connections.close_all()  # this thread's own connections (a reader that asked `known`)
+
+
+def _record(source: Source, token: str, outcome: _Outcome) -> list[int]:
+    log = PollLog(source=source, started_at=outcome.started_at)
+    read = outcome.read or ReadResult()
+    started = outcome.started
+    stored = Stored()
+    try:
+        if outcome.error is not None:
+            raise outcome.error
+        log.http_status = read.http_status
+        log.bytes_received = min(read.bytes_received, 2**31 - 1)
+        if read.not_modified:
             log.status = PollStatus.NOT_MODIFIED
-            _finish(source, token, log, started, etag=result.etag, modified=result.last_modified)
+            _finish(source, token, log, started, read, stored)
             return []
-        parsed = parse_feed(result.body, content_type=result.content_type, base_url=result.url)
         with transaction.atomic():
             log.status = PollStatus.OK
-            log.items_seen = len(parsed.entries)
             log.save()
-            new_ids = _store_entries(source, log, parsed.entries)
-            log.items_new = len(new_ids)
-            _finish(
-                source,
-                token,
-                log,
-                started,
-                etag=result.etag,
-                modified=result.last_modified,
-                title=parsed.title,
-                site_url=parsed.site_url,
-            )
+            stored = store_entries(source, read.entries, log=log)
+            if read.cursor is not None:
+                advance_cursor(source_id=source.id, cursor=read.cursor)
+            _finish(source, token, log, started, read, stored)
     except (FetchError, NotAFeed) as exc:
         log.status = exc.status
         log.http_status = getattr(exc, "http_status", None) or log.http_status
-        log.error = str(exc)
-        _finish(source, token, log, started)
+        log.error = str(exc)[:2000]
+        log.error_class = type(exc).__name__
+        log.bytes_received = min(getattr(exc, "bytes_received", 0) or log.bytes_received, 2**31 - 1)
+        retry_after = getattr(exc, "retry_after", None)
+        _finish(source, token, log, started, read, stored, retry_after=retry_after)
     except Exception as exc:
-        logger.exception("poll of source %s failed unexpectedly", source_id)
+        logger.error(
+            "poll of source %s failed unexpectedly",
+            source.id,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
         log.status = PollStatus.ERROR
         log.error = f"{type(exc).__name__}: {exc}"[:2000]
-        _finish(source, token, log, started)
-    return new_ids
+        log.error_class = type(exc).__name__
+        log.pk = None  # a failed transaction may have left the instance with an id it rolled back
+        stored = Stored()  # whatever the transaction stored was rolled back
+        _finish(source, token, log, started, ReadResult(), stored)
+    return stored.to_process
 
 
-def _store_entries(source: Source, log: PollLog, entries: list[ParsedEntry]) -> list[int]:
-    """Insert entries not stored yet; return exactly the ids this call created."""
+def known_external_ids(source_id: int, external_ids: Iterable[str]) -> set[str]:
+    """Which of `external_ids` the source has stored, or had and purged (tombstones)."""
+    wanted = list(dict.fromkeys(external_ids))
+    if not wanted:
+        return set()
+    found = set(
+        RawPost.objects.filter(source_id=source_id, external_id__in=wanted).values_list(
+            "external_id", flat=True
+        )
+    )
+    found.update(
+        Tombstone.objects.filter(source_id=source_id, external_id__in=wanted).values_list(
+            "external_id", flat=True
+        )
+    )
+    return found
+
+
+def store_entries(source: Source, entries: list[ParsedEntry], *, log: PollLog) -> Stored:
+    """Store what a read returned, in the caller's transaction; record events in the outbox.
+
+    Identity ladder: an entry is the item stored under the same external id (guid, else link,
+    else content hash); failing that, the item with the same canonical link (when the link is
+    unique in this read: feeds that point every item at their home page exist), failing that
+    the item with the same title and text. Tombstones (purged items) count as stored, so a purged
+    item never comes back as new. A guid repeated inside one read steps down to the link (then
+    the hash) for the items sharing it.
+
+    An entry matching a stored item with different content is an edit: the raw post takes the
+    new title, text and HTML (`edited_at`), and is handed back for processing again (feeds that
+    did not take it may now; posts already made show the new text).
+    """
+    stored = Stored(seen=len(entries))
+    entries = _distinct_identities(entries)
     if not entries:
-        return []
+        return stored
+    by_ext = {e.external_id: e for e in entries}
+    link_counts = Counter(e.link_key for e in entries if e.link_key)
+    unique_links = [k for k, n in link_counts.items() if n == 1]
+    hashes = [e.content_hash for e in entries]
+    same_item = (
+        Q(external_id__in=list(by_ext)) | Q(link_key__in=unique_links) | Q(content_hash__in=hashes)
+    )
+    rows = RawPost.objects.filter(source=source).filter(same_item)
+    stored_ext: dict[str, tuple[int, str, str]] = {}
+    stored_link: dict[str, tuple[int, str, str]] = {}
+    stored_hash: dict[str, tuple[int, str, str]] = {}
+    for raw_id, ext, link, chash, title in rows.values_list(
+        "id", "external_id", "link_key", "content_hash", "title"
+    ):
+        row = (raw_id, chash, title)
+        stored_ext[ext] = row
+        if link:
+            stored_link.setdefault(link, row)
+        stored_hash.setdefault(chash, row)
+    tomb_ext: set[str] = set()
+    tomb_link: set[str] = set()
+    tomb_hash: set[str] = set()
+    for ext, link, chash in (
+        Tombstone.objects.filter(source=source)
+        .filter(
+            Q(external_id__in=list(by_ext))
+            | Q(link_key__in=list(unique_links))
+            | Q(content_hash__in=hashes)
+        )
+        .values_list("external_id", "link_key", "content_hash")
+    ):
+        tomb_ext.add(ext)
+        if link:
+            tomb_link.add(link)
+        tomb_hash.add(chash)
+
+    unique_set = set(unique_links)
+    new: list[ParsedEntry] = []
+    edits: dict[int, tuple[ParsedEntry, str]] = {}
+    for entry in entries:
+        # The ladder: external id; else the link, when it tells items apart; else the content.
+        by_link = entry.link_key in unique_set
+        if entry.external_id in tomb_ext or (
+            entry.link_key in tomb_link if by_link else entry.content_hash in tomb_hash
+        ):
+            continue
+        match = stored_ext.get(entry.external_id)
+        if match is None:
+            match = (
+                stored_link.get(entry.link_key) if by_link else stored_hash.get(entry.content_hash)
+            )
+        if match is None:
+            new.append(entry)
+        elif match[1] != entry.content_hash and match[0] not in edits:
+            edits[match[0]] = (entry, match[2])
+
     now = timezone.now()
-    RawPost.objects.bulk_create(
-        [
-            RawPost(
-                source=source,
-                poll=log,
-                external_id=entry.external_id,
-                url=entry.url,
+    if new:
+        RawPost.objects.bulk_create(
+            [
+                RawPost(
+                    source=source,
+                    poll=log,
+                    external_id=entry.external_id,
+                    url=entry.url,
+                    title=entry.title,
+                    text=entry.text,
+                    html=entry.html,
+                    author=entry.author,
+                    published_at=entry.published_at,
+                    fetched_at=now,
+                    content_hash=entry.content_hash,
+                    link_key=entry.link_key,
+                )
+                for entry in new
+            ],
+            ignore_conflicts=True,  # a concurrent store of the same item: keep the first copy
+        )
+        # Rows that already existed keep the poll that first stored them: exactly ours.
+        created = list(RawPost.objects.filter(poll=log).select_related("source").order_by("id"))
+        outbox.record_raw_posts_created(created)
+        stored.new_ids = [raw.id for raw in created]
+    for raw_id, (entry, old_title) in edits.items():
+        changed = (
+            RawPost.objects.filter(id=raw_id)
+            .exclude(content_hash=entry.content_hash)
+            .update(
                 title=entry.title,
                 text=entry.text,
                 html=entry.html,
-                author=entry.author,
-                published_at=entry.published_at,
-                fetched_at=now,
                 content_hash=entry.content_hash,
+                edited_at=now,
+                processed_at=None,
+                process_claim=None,
             )
-            for entry in entries
-        ],
-        ignore_conflicts=True,  # (source, external_id) already stored: keep the first copy
+        )
+        if changed:
+            stored.edited_ids.append(raw_id)
+            _retitle_posts(raw_id, old_title, entry.title)
+    log.items_seen = stored.seen
+    log.items_new = len(stored.new_ids)
+    log.items_updated = len(stored.edited_ids)
+    return stored
+
+
+def _retitle_posts(raw_id: int, old_title: str, new_title: str) -> None:
+    """Posts that show the raw post's own title follow an edit of it (an agent's title stays)."""
+    from processing.models import Post  # processing depends on feeds, not the other way round
+
+    if old_title != new_title:
+        Post.objects.filter(raw_post_id=raw_id, title=old_title).update(title=new_title)
+
+
+def _distinct_identities(entries: list[ParsedEntry]) -> list[ParsedEntry]:
+    """Give each entry of one read its own external id, stable from poll to poll whatever the
+    order. An id shared by entries with different links (a feed that repeats guids) is not an
+    identity: each of them steps down to its link. An id that is only a link shared by entries
+    with different content (items without guid all pointing at the home page) steps down to the
+    content hash. Otherwise (same id, same link) it is one item repeated: the first copy counts."""
+    counts = Counter(entry.external_id for entry in entries)
+    if all(n == 1 for n in counts.values()):
+        return entries
+    links: dict[str, set[str]] = {}
+    contents: dict[str, set[str]] = {}
+    for entry in entries:
+        if counts[entry.external_id] > 1:
+            links.setdefault(entry.external_id, set()).add(entry.url)
+            contents.setdefault(entry.external_id, set()).add(entry.content_hash)
+    out: list[ParsedEntry] = []
+    taken: set[str] = set()
+    for entry in entries:
+        ext = entry.external_id
+        if len(links.get(ext, ())) > 1:
+            entry = replace(entry, external_id=(entry.url or f"sha256:{entry.content_hash}")[:512])
+        elif ext == entry.url and len(contents.get(ext, ())) > 1:
+            entry = replace(entry, external_id=f"sha256:{entry.content_hash}")
+        if entry.external_id in taken:
+            continue
+        taken.add(entry.external_id)
+        out.append(entry)
+    return out
+
+
+def advance_cursor(*, source_id: int, cursor: int) -> None:
+    """Move the source's cursor forward (never back): a conditional update."""
+    Source.objects.filter(id=source_id, cursor__lt=cursor).update(cursor=cursor)
+
+
+def ingest(
+    *, source_id: int, entries: list[ParsedEntry], cursor: int | None = None, status: str = "ok"
+) -> Stored:
+    """Store entries pushed by a long-lived reader (the Telegram gateway), outside the poll
+    schedule: one transaction with a PollLog, the cursor advanced, processing queued after the
+    commit for new and edited raw posts. Idempotent: the same entries again store nothing."""
+    from feeds.tasks import enqueue_processing  # tasks import this module
+
+    started = time.monotonic()
+    with transaction.atomic():
+        source = Source.objects.get(id=source_id)
+        log = PollLog.objects.create(source=source, started_at=timezone.now(), status=status)
+        stored = store_entries(source, entries, log=log)
+        if cursor is not None:
+            advance_cursor(source_id=source_id, cursor=cursor)
+        log.finished_at = timezone.now()
+        log.duration_ms = int((time.monotonic() - started) * 1000)
+        log.save()
+        now = timezone.now()
+        fields: dict[str, object] = {
+            "last_polled_at": now,
+            "last_success_at": now,
+            "last_status": status,
+            "last_error": "",
+            "error_count": 0,
+        }
+        fields.update(_rhythm(source, stored, read_entries=entries, now=now))
+        Source.objects.filter(id=source_id).update(**fields)
+        if stored.to_process:
+            enqueue_processing(stored.to_process)
+    return stored
+
+
+def record_deletions(*, source_id: int, external_ids: Iterable[str]) -> int:
+    """Mark the source's raw posts with these ids deleted upstream; returns how many changed."""
+    ids = [str(ext) for ext in external_ids]
+    if not ids:
+        return 0
+    return RawPost.objects.filter(
+        source_id=source_id, external_id__in=ids, deleted_at__isnull=True
+    ).update(deleted_at=timezone.now())
+
+
+def set_telegram_identity(*, source_id: int, channel_id: int, access_hash: int) -> None:
+    Source.objects.filter(id=source_id).update(tg_channel_id=channel_id, tg_access_hash=access_hash)
+
+
+def purge_raw_posts(*, older_than_days: int | None = None, limit: int = 5000) -> int:
+    """Delete old raw posts no feed kept, leaving a tombstone with each identity they had."""
+    from processing.models import Post
+
+    days = older_than_days or settings.RAW_POST_RETENTION_DAYS
+    cutoff = timezone.now() - timedelta(days=days)
+    with transaction.atomic():
+        doomed = list(
+            RawPost.objects.filter(fetched_at__lt=cutoff, processed_at__isnull=False)
+            .exclude(id__in=Post.objects.values("raw_post_id"))
+            .order_by("id")
+            .values_list("id", "source_id", "external_id", "link_key", "content_hash")[:limit]
+        )
+        if not doomed:
+            return 0
+        Tombstone.objects.bulk_create(
+            [
+                Tombstone(source_id=src, external_id=ext, link_key=link, content_hash=chash)
+                for _, src, ext, link, chash in doomed
+            ],
+            ignore_conflicts=True,
+        )
+        RawPost.objects.filter(id__in=[row[0] for row in doomed]).delete()
+    logger.info("purged %s raw posts older than %s days (tombstoned)", len(doomed), days)
+    return len(doomed)
+
+
+def _rhythm(
+    source: Source, stored: Stored, *, read_entries: list[ParsedEntry], now: datetime
+) -> dict[str, object]:
+    """Update the source's posting rhythm: the mean gap between new items (EWMA)."""
+    if not stored.new_ids:
+        return {}
+    fields: dict[str, object] = {"last_new_item_at": now}
+    n = len(stored.new_ids)
+    if source.last_new_item_at is not None:
+        gap = max((now - source.last_new_item_at).total_seconds() / n, 1.0)
+    else:
+        # First news from this source: its own timestamps tell its rhythm.
+        # Feeds that stamp every item with the build time say nothing about it.
+        dates = sorted({e.published_at for e in read_entries if e.published_at is not None})
+        if len(dates) < 2:
+            return fields
+        gap = (dates[-1] - dates[0]).total_seconds() / (len(dates) - 1)
+    previous = source.mean_item_gap
+    fields["mean_item_gap"] = gap if previous is None else 0.3 * gap + 0.7 * previous
+    return fields
+
+
+def next_interval(
+    source: Source,
+    *,
+    new_items: int,
+    mean_gap: float | None,
+    min_interval: int | None,
+) -> int:
+    """Seconds until the next poll after a successful one.
+
+    Adaptive: half the mean gap between new items, so a new item waits on average a quarter
+    of the source's rhythm; a poll that found nothing stretches the interval by a fifth (quiet
+    sources drift towards the maximum, a new item pulls them back). Never sooner than what the
+    server asked (RSS ttl, Cache-Control, Expires). Clamped to the configured bounds.
+    """
+    low, high = settings.POLL_MIN_INTERVAL_SECONDS, settings.POLL_MAX_INTERVAL_SECONDS
+    current = source.current_interval or source.poll_interval
+    if not source.adaptive:
+        target = float(source.poll_interval)
+    elif mean_gap is None:
+        target = float(current if new_items else current * 1.2)
+    elif new_items:
+        target = mean_gap / 2
+    else:
+        target = max(mean_gap / 2, current * 1.2)
+    if source.adaptive:
+        target = min(max(target, low), high)
+    if min_interval:
+        target = max(target, min(min_interval, high))
+    return max(int(target), 1)
+
+
+def _is_outage(source_id: int, now: datetime) -> bool:
+    """Is every source failing on the network right now (our network, not theirs)?"""
+    since = now - timedelta(seconds=settings.OUTAGE_WINDOW_SECONDS)
+    recent = PollLog.objects.filter(started_at__gte=since)
+    if recent.filter(status__in=(PollStatus.OK, PollStatus.NOT_MODIFIED)).exists():
+        return False
+    failing = (
+        recent.filter(status__in=_NETWORK_STATUSES)
+        .exclude(source_id=source_id)
+        .values("source_id")
+        .distinct()[: settings.OUTAGE_MIN_SOURCES]
+        .count()
     )
-    # Rows that already existed keep the poll that first stored them, so this is exactly ours.
-    created = list(RawPost.objects.filter(poll=log).select_related("source").order_by("id"))
-    outbox.record_raw_posts_created(created)  # same transaction as the rows (poll_source)
-    return [raw.id for raw in created]
+    return failing + 1 >= settings.OUTAGE_MIN_SOURCES
 
 
 def _finish(
@@ -166,53 +585,144 @@ def _finish(
     token: str,
     log: PollLog,
     started: float,
+    read: ReadResult,
+    stored: Stored,
     *,
-    etag: str | None = None,
-    modified: str | None = None,
-    title: str = "",
-    site_url: str = "",
+    retry_after: int | None = None,
 ) -> None:
+    fields = _close_log(source, log, started, read, stored, retry_after=retry_after)
+    log.save()
+    updated = Source.objects.filter(id=source.id, claim_token=token).update(**fields)
+    if not updated:
+        logger.warning("poll of source %s finished after its claim expired", source.id)
+    _log_poll(source, log)
+
+
+def _close_log(
+    source: Source,
+    log: PollLog,
+    started: float,
+    read: ReadResult,
+    stored: Stored,
+    *,
+    retry_after: int | None = None,
+) -> dict[str, object]:
+    """Finish `log` (not saved) and return the source's new scheduling state."""
     now = timezone.now()
     log.finished_at = now
-    log.save()
+    log.duration_ms = int((time.monotonic() - started) * 1000)
     failed = log.status not in (PollStatus.OK, PollStatus.NOT_MODIFIED)
+    if failed and log.status in _NETWORK_STATUSES and _is_outage(source.id, now):
+        log.outage = True
     fields: dict[str, object] = {
         "claim_token": None,
         "claimed_until": None,
         "last_polled_at": now,
         "last_status": log.status,
     }
+    current = source.current_interval or source.poll_interval
     if failed:
-        errors = source.error_count + 1
-        fields.update(last_error=log.error, error_count=errors)
-        delay = min(source.poll_interval * (errors + 1), settings.POLL_MAX_INTERVAL_SECONDS)
-        delay = max(delay, source.poll_interval)
+        fields["last_error"] = log.error
+        if log.outage:
+            # Not the source's fault: retry at its usual pace, count nothing against it.
+            delay = float(current)
+        else:
+            errors = source.error_count + 1
+            fields["error_count"] = errors
+            # Doubling per consecutive error, capped; reset by the next success.
+            delay = min(current * 2 ** min(errors, 16), settings.POLL_MAX_INTERVAL_SECONDS)
+            delay = max(delay, current)
+        if retry_after:
+            delay = max(delay, min(retry_after, settings.POLL_MAX_INTERVAL_SECONDS))
     else:
         fields.update(last_error="", error_count=0, last_success_at=now)
-        if etag is not None:
-            fields["etag"] = etag[:500]
-        if modified is not None:
-            fields["last_modified"] = modified[:100]
-        if title and not source.title:
-            fields["title"] = title
-        if site_url and not source.site_url:
-            fields["site_url"] = site_url
-        delay = source.poll_interval
+        if read.etag is not None:
+            fields["etag"] = read.etag[:500]
+        if read.last_modified is not None:
+            fields["last_modified"] = read.last_modified[:100]
+        if read.title and not source.title:
+            fields["title"] = read.title[:300]
+        if read.site_url and not source.site_url:
+            fields["site_url"] = read.site_url
+        rhythm = _rhythm(source, stored, read_entries=read.entries, now=now)
+        fields.update(rhythm)
+        interval = next_interval(
+            source,
+            new_items=len(stored.new_ids),
+            mean_gap=rhythm.get("mean_item_gap", source.mean_item_gap),  # type: ignore[arg-type]
+            min_interval=read.min_interval,
+        )
+        fields["current_interval"] = interval
+        delay = float(interval)
     # Up to 10% jitter so sources added together do not stay in lockstep.
     fields["next_poll_at"] = now + timedelta(seconds=delay * (1 + random.random() * 0.1))
-    updated = Source.objects.filter(id=source.id, claim_token=token).update(**fields)
-    if not updated:
-        logger.warning("poll of source %s finished after its claim expired", source.id)
+    return fields
+
+
+def _log_poll(source: Source, log: PollLog) -> None:
+    failed = log.status not in (PollStatus.OK, PollStatus.NOT_MODIFIED)
     logger.info(
-        "polled source %s: %s http=%s seen=%s new=%s in %.0f ms%s",
+        "polled source %s: %s http=%s seen=%s new=%s edited=%s in %s ms%s",
         source.id,
         log.status,
         log.http_status,
         log.items_seen,
         log.items_new,
-        (time.monotonic() - started) * 1000,
-        f" error={log.error}" if failed else "",
+        log.items_updated,
+        log.duration_ms,
+        f" error={log.error}" + (" (outage)" if log.outage else "") if failed else "",
     )
+
+
+_UNCHANGED_SQL = """
+UPDATE feeds_source AS s SET
+    claim_token = NULL, claimed_until = NULL, last_status = 'not_modified', last_error = '',
+    error_count = 0, last_polled_at = v.now, last_success_at = v.now, etag = v.etag,
+    last_modified = v.last_modified, current_interval = v.current_interval,
+    next_poll_at = v.next_poll_at
+FROM (VALUES {rows}) AS v(id, token, now, etag, last_modified, current_interval, next_poll_at)
+WHERE s.id = v.id AND s.claim_token = v.token
+"""
+_UNCHANGED_ROW = "(%s::bigint, %s::uuid, %s::timestamptz, %s, %s, %s::integer, %s::timestamptz)"
+
+
+def _finish_unchanged(batch: list[tuple[Source, str, _Outcome]]) -> None:
+    """`_finish` for many 304s at once: one INSERT of their poll logs, one UPDATE of their
+    sources (each still conditional on its claim). The common case of a poll is this one."""
+    logs: list[PollLog] = []
+    rows: list[tuple[Source, str, dict[str, object]]] = []
+    for source, token, outcome in batch:
+        read = outcome.read
+        assert read is not None and read.not_modified
+        log = PollLog(
+            source=source,
+            started_at=outcome.started_at,
+            status=PollStatus.NOT_MODIFIED,
+            http_status=read.http_status,
+        )
+        rows.append((source, token, _close_log(source, log, outcome.started, read, Stored())))
+        logs.append(log)
+    PollLog.objects.bulk_create(logs)
+    if connection.vendor != "postgresql":
+        for source, token, fields in rows:
+            Source.objects.filter(id=source.id, claim_token=token).update(**fields)
+    else:
+        params: list[object] = []
+        for source, token, fields in rows:
+            params += [
+                source.id,
+                token,
+                fields["last_polled_at"],
+                fields.get("etag", source.etag),
+                fields.get("last_modified", source.last_modified),
+                fields["current_interval"],
+                fields["next_poll_at"],
+            ]
+        sql = _UNCHANGED_SQL.format(rows=", ".join([_UNCHANGED_ROW] * len(rows)))
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+    for (source, _, _), log in zip(rows, logs, strict=True):
+        _log_poll(source, log)
 
 
 class QuotaExceeded(Exception):
@@ -303,6 +813,7 @@ def update_source(
     new_kind = kind if kind is not None and kind != source.kind else None
     if new_url is not None or new_kind is not None:
         fields.update(
+            host=source_host(new_url or source.url),
             url=new_url or source.url,
             kind=new_kind or source.kind,
             etag="",

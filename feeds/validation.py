@@ -1,26 +1,22 @@
 """Save-time checks of a source URL typed by a user (API, admin).
 
 This is the UX layer of the SSRF defence: it refuses what is visibly wrong (other schemes,
-credentials, IP literals in private ranges) with a clear message at save time. It is not the
+credentials, IP literals in refused ranges) with a clear message at save time. It is not the
 control: a public host name can resolve to a private address, or be re-pointed after the check
-(DNS rebinding), and a redirect can lead anywhere. The real guard checks the address the fetcher
-connects to, at connect time, and belongs in `feeds.fetcher` (a later issue).
+(DNS rebinding), and a redirect can lead anywhere. The control is `feeds.fetcher`'s connect-time
+guard; both use its one definition of a refused address and FETCH_ALLOWED_NETWORKS.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from urllib.parse import urlsplit, urlunsplit
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
+
+from feeds.fetcher import BlockedAddress, check_host
 
 SOURCE_URL_MAX_LENGTH = 2000  # Source.url's column
 ALLOWED_SCHEMES = ("http", "https")
-
-# NAT64's well-known prefix embeds an IPv4 address in the last 32 bits (RFC 6052).
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 def validate_source_url(value: str) -> None:
@@ -47,10 +43,14 @@ def validate_source_url(value: str) -> None:
         raise ValidationError("The URL names no host.", code="host")
     if port == 0:
         raise ValidationError("The URL's port is not valid.", code="invalid")
-    if not settings.FETCH_ALLOW_PRIVATE_NETWORKS and _is_private_host(host):
+    try:
+        check_host(host)
+    except BlockedAddress as exc:
         raise ValidationError(
-            "The URL points to a private, loopback or link-local address.", code="private"
-        )
+            f"The URL points to {exc.address} ({exc.reason}); private, loopback and "
+            "link-local addresses are not fetched.",
+            code="private",
+        ) from exc
 
 
 def normalize_source_url(value: str) -> str:
@@ -60,40 +60,3 @@ def normalize_source_url(value: str) -> str:
     parts = urlsplit(value.strip())
     netloc = parts.netloc.lower()
     return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, ""))
-
-
-def _is_private_host(host: str) -> bool:
-    lowered = host.lower()
-    if lowered == "localhost" or lowered.endswith(".localhost"):
-        return True  # RFC 6761: always loopback
-    address = _ip_literal(lowered)
-    if address is None:
-        return False  # a name: only the connect-time guard can know where it leads
-    return _is_private_address(address)
-
-
-def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        pass
-    # The resolver also accepts IPv4 in legacy forms (127.1, 2130706433, 0x7f.0.0.1, 0177.0.0.1)
-    # that ipaddress refuses; inet_aton parses exactly those, so they count as literals too.
-    if all(char in "0123456789abcdefx." for char in host):
-        try:
-            return ipaddress.IPv4Address(socket.inet_aton(host))
-        except OSError:
-            return None
-    return None
-
-
-def _is_private_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour or (address.teredo or (None, None))[1]
-        if embedded is None and address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None and _is_private_address(embedded):
-            return True
-    # is_global is False for private, loopback, link-local, shared (CGNAT), reserved and
-    # unspecified ranges; multicast is never a feed.
-    return not address.is_global or address.is_multicast

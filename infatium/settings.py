@@ -6,6 +6,7 @@ start-up with a message that names it; all bad values are reported together.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from pathlib import Path
 
@@ -174,6 +175,8 @@ CELERY_TASK_DEFAULT_QUEUE = "process"
 CELERY_TASK_ROUTES = {
     "feeds.tasks.dispatch_due_sources": {"queue": "poll"},
     "feeds.tasks.poll_source": {"queue": "poll"},
+    "feeds.tasks.poll_sources": {"queue": "poll"},
+    "feeds.tasks.purge_raw_posts": {"queue": "poll"},
     "processing.tasks.decide_candidates": {"queue": "agents"},
     "processing.tasks.reevaluate_feed": {"queue": "agents"},
     "processing.tasks.*": {"queue": "process"},
@@ -201,6 +204,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
+    "purge-raw-posts": {
+        "task": "feeds.tasks.purge_raw_posts",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
+    },
 }
 
 # Throttle counters and WebSocket tickets must be shared by every web process: Redis, under a
@@ -226,7 +234,8 @@ CHANNEL_LAYERS = {
             # stay bounded by BZPOPMIN's own 5 s timeout.
             "hosts": [{"address": REDIS_URL, "socket_timeout": None, "socket_connect_timeout": 5}],
             "prefix": "infatium:asgi",
-            # Per-connection backlog before group_send drops (channels_redis default is 100).
+            # Messages waiting for one web process (all its WebSockets share one channel, see
+            # realtime.hub) before group_send drops (channels_redis default is 100).
             "capacity": env_int("WS_CHANNEL_CAPACITY", 1000, minimum=10),
             "expiry": 60,
             "group_expiry": 3600,
@@ -246,6 +255,9 @@ WS_MAX_CONNECTIONS_PER_USER = env_int("WS_MAX_CONNECTIONS_PER_USER", 20, minimum
 WS_MAX_FEEDS = env_int("WS_MAX_FEEDS", 50, minimum=1)
 # Posts a `subscribe` with `since` replays before telling the client to catch up over REST.
 WS_REPLAY_MAX = env_int("WS_REPLAY_MAX", 5000, minimum=1)
+# Posts one connection may have waiting to be written; beyond, its subscriptions end with a
+# `lagging` error and it subscribes again with `since` (memory per slow client stays bounded).
+WS_SEND_QUEUE = env_int("WS_SEND_QUEUE", 256, minimum=1)
 
 # --- Polling and fetching ---------------------------------------------------------------
 FETCH_TIMEOUT_SECONDS = env_float("FETCH_TIMEOUT_SECONDS", 20.0, minimum=0.1)
@@ -272,7 +284,15 @@ SILENT_GAP_FACTOR = env_float("SILENT_GAP_FACTOR", 5.0, minimum=1.0)
 SILENT_MIN_SECONDS = env_int("SILENT_MIN_SECONDS", 2 * 86400, minimum=1)
 # Raw posts older than this that no feed kept are purged (tombstoned: they never return as new).
 RAW_POST_RETENTION_DAYS = env_int("RAW_POST_RETENTION_DAYS", 90, minimum=1)
+# Web page sources: article links taken from a listing per poll, and articles fetched per poll
+# (the rest wait for the next poll).
+WEB_MAX_ARTICLES = env_int("WEB_MAX_ARTICLES", 20, minimum=1)
+WEB_MAX_FETCHES_PER_POLL = env_int("WEB_MAX_FETCHES_PER_POLL", 10, minimum=1)
 POLL_DISPATCH_BATCH = env_int("POLL_DISPATCH_BATCH", 200, minimum=1)
+# Sources one poll task reads at once (their network waits overlap, a thread each): fewer,
+# fuller tasks, so polls are not bound by Celery's tasks per second.
+POLL_BATCH_SIZE = env_int("POLL_BATCH_SIZE", 20, minimum=1)
+POLL_THREADS = env_int("POLL_THREADS", 8, minimum=1)
 # How long a claimed poll may run before the dispatcher treats it as lost and polls again.
 POLL_LEASE_SECONDS = CELERY_TASK_TIME_LIMIT + 30
 # Raw posts whose processing did not finish (lost task, killed worker) are re-queued after this.
@@ -280,6 +300,26 @@ PROCESS_RETRY_AFTER_SECONDS = env_int("PROCESS_RETRY_AFTER_SECONDS", 120, minimu
 FEED_BACKFILL_LIMIT = env_int("FEED_BACKFILL_LIMIT", 50, minimum=0)
 # Near-duplicate posts published within this many hours of each other form one story.
 STORY_WINDOW_HOURS = env_int("STORY_WINDOW_HOURS", 48, minimum=1)
+
+# --- Telegram ---------------------------------------------------------------------------
+# Without credentials public channels are read from the t.me/s web preview by the normal poll.
+# With API id + hash (https://my.telegram.org/apps) and a session string (`manage.py
+# telegram_login`), `manage.py telegram_gateway` reads them over MTProto instead.
+TELEGRAM_API_ID = env_int("TELEGRAM_API_ID", 0, minimum=0)
+TELEGRAM_API_HASH = env_str("TELEGRAM_API_HASH")
+TELEGRAM_SESSION = env_str("TELEGRAM_SESSION")  # a password equivalent: TELEGRAM_SESSION_FILE
+if bool(TELEGRAM_API_ID) != bool(TELEGRAM_API_HASH):
+    add_error("TELEGRAM_API_ID and TELEGRAM_API_HASH go together: set both or neither")
+if TELEGRAM_SESSION and not TELEGRAM_API_ID:
+    add_error("TELEGRAM_SESSION is set but TELEGRAM_API_ID/TELEGRAM_API_HASH are not")
+TELEGRAM_GATEWAY_ENABLED = bool(TELEGRAM_API_ID and TELEGRAM_API_HASH and TELEGRAM_SESSION)
+# Seconds between two reads of each channel's history by the gateway (live updates come between).
+TELEGRAM_RECONCILE_SECONDS = env_int("TELEGRAM_RECONCILE_SECONDS", 300, minimum=10)
+# The web preview: base URL (tests point it at a local server) and pages read back to the cursor.
+TELEGRAM_PREVIEW_BASE_URL = env_url(
+    "TELEGRAM_PREVIEW_BASE_URL", "https://t.me/s/", schemes=("http", "https")
+)
+TELEGRAM_PREVIEW_MAX_PAGES = env_int("TELEGRAM_PREVIEW_MAX_PAGES", 5, minimum=1)
 
 # --- Optional services ------------------------------------------------------------------
 NATS_URL = env_url("NATS_URL", "", schemes=("nats", "tls", "ws", "wss"))
@@ -352,8 +392,10 @@ LLM_RATE_LIMIT_PER_MINUTE = env_int("LLM_RATE_LIMIT_PER_MINUTE", 0, minimum=0)
 LLM_PRICE_PER_1K_INPUT = env_float("LLM_PRICE_PER_1K_INPUT", 0.0, minimum=0.0)
 LLM_PRICE_PER_1K_OUTPUT = env_float("LLM_PRICE_PER_1K_OUTPUT", 0.0, minimum=0.0)
 # Tokens one feed may spend per UTC day before its calls degrade to the offline default; 0: no
-# limit.
+# limit. A feed's own `token_budget_daily` overrides it.
 AGENT_DAILY_TOKEN_BUDGET = env_int("AGENT_DAILY_TOKEN_BUDGET", 200_000, minimum=0)
+# The largest `token_budget_daily` a feed's owner may set through the API (staff: any, in admin).
+AGENT_FEED_TOKEN_BUDGET_MAX = env_int("AGENT_FEED_TOKEN_BUDGET_MAX", 1_000_000, minimum=0)
 # Posts per LLM call (answers come back keyed by post id).
 AGENT_BATCH_SIZE = env_int("AGENT_BATCH_SIZE", 10, minimum=1)
 # Offline relevance score a post needs to reach the LLM (the cheap gate in the cascade).
@@ -440,10 +482,23 @@ SPECTACULAR_SETTINGS = {
 
 # Hard limits (throttles are approximate; these are counted in the database).
 SOURCE_QUOTA_PER_USER = env_int("SOURCE_QUOTA_PER_USER", 50, minimum=0)
+# OPML uploads (admin and API): largest file in bytes, and most <outline> elements in one.
+OPML_MAX_BYTES = env_int("OPML_MAX_BYTES", 2 * 1024 * 1024, minimum=1024)
+OPML_MAX_OUTLINES = env_int("OPML_MAX_OUTLINES", 5000, minimum=1)
 FEED_QUOTA_PER_USER = env_int("FEED_QUOTA_PER_USER", 50, minimum=0)
-# Accept source URLs whose host is a private, loopback or link-local IP literal (the demo and
-# the tests serve feeds on 127.0.0.1). Save-time check only; see feeds.validation.
-FETCH_ALLOW_PRIVATE_NETWORKS = env_bool("FETCH_ALLOW_PRIVATE_NETWORKS", False)
+# Networks (CIDR) and host names the fetcher may reach although they are private, loopback or
+# link-local (the demo and the tests serve feeds on 127.0.0.0/8,::1). Checked at connect time
+# and at save time; see feeds.fetcher. Empty: only public addresses.
+FETCH_ALLOWED_NETWORKS = env_list("FETCH_ALLOWED_NETWORKS", [])
+for _entry in FETCH_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_entry.strip("[]"), strict=False)
+    except ValueError:
+        if "/" in _entry or not all(c.isalnum() or c in "-._" for c in _entry):
+            add_error(
+                f"FETCH_ALLOWED_NETWORKS: {_entry!r} is neither a network (10.0.0.0/8, fd00::/8,"
+                " 127.0.0.1) nor a host name"
+            )
 # Lifetime of a WebSocket ticket from POST /api/ws-ticket/ (single use).
 WS_TICKET_TTL_SECONDS = env_int("WS_TICKET_TTL_SECONDS", 30, minimum=1)
 

@@ -43,8 +43,8 @@ def prepare_env(var: Path) -> dict[str, str]:
     os.environ.setdefault("DEBUG", "1")
     os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
     os.environ.setdefault("INFATIUM_VAR_DIR", str(var))
-    # The demo feeds are served from 127.0.0.1, which source URLs may not name by default.
-    os.environ.setdefault("FETCH_ALLOW_PRIVATE_NETWORKS", "1")
+    # The demo feeds are served from 127.0.0.1, which the fetcher does not reach by default.
+    os.environ.setdefault("FETCH_ALLOWED_NETWORKS", "127.0.0.0/8,::1")
     if not os.environ.get("SECRET_KEY") and not os.environ.get("SECRET_KEY_FILE"):
         key_file = var / "secret-key"
         if not key_file.exists():

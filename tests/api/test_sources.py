@@ -133,7 +133,7 @@ def test_it_ignores_staff_only_fields_from_other_users(alice_client, settings):
     ],
 )
 def test_it_refuses_urls_that_are_not_public_http(url, alice_client, settings):
-    settings.FETCH_ALLOW_PRIVATE_NETWORKS = False
+    settings.FETCH_ALLOWED_NETWORKS = ""
 
     response = alice_client.post("/api/sources/", {"url": url}, format="json")
 
@@ -153,21 +153,45 @@ def test_it_refuses_urls_that_are_not_public_http(url, alice_client, settings):
     ],
 )
 def test_it_accepts_public_http_urls(url, settings):
-    settings.FETCH_ALLOW_PRIVATE_NETWORKS = False
+    settings.FETCH_ALLOWED_NETWORKS = ""
 
     validate_source_url(url)
 
 
-def test_it_accepts_private_addresses_when_configured_to(alice_client, settings):
-    settings.FETCH_ALLOW_PRIVATE_NETWORKS = True
+def test_it_accepts_private_addresses_in_the_allowed_networks(alice_client, settings):
+    settings.FETCH_ALLOWED_NETWORKS = "10.0.0.0/8,127.0.0.0/8"
 
     response = alice_client.post(
         "/api/sources/", {"url": "http://127.0.0.1:8001/feed.xml"}, format="json"
     )
 
     assert response.status_code == 201
+    validate_source_url("http://10.1.2.3/feed")
+    validate_source_url("http://2130706433/feed")  # 127.0.0.1 in another spelling
+    with pytest.raises(ValidationError):
+        validate_source_url("http://192.168.0.1/feed")  # private, but not in the list
     with pytest.raises(ValidationError):
         validate_source_url("ftp://127.0.0.1/feed.xml")  # the scheme rule still holds
+
+
+def test_it_accepts_a_host_name_in_the_allowed_networks(settings):
+    settings.FETCH_ALLOWED_NETWORKS = "localhost"
+
+    validate_source_url("http://localhost:8001/feed.xml")
+    with pytest.raises(ValidationError, match="loopback"):
+        validate_source_url("http://127.0.0.1:8001/feed.xml")  # the name, not its address
+
+
+def test_it_names_the_refused_address_and_why(settings):
+    settings.FETCH_ALLOWED_NETWORKS = ""
+
+    with pytest.raises(ValidationError) as caught:
+        validate_source_url("http://[::ffff:a9fe:a9fe]/latest/meta-data/")
+
+    assert caught.value.messages == [
+        "The URL points to ::ffff:a9fe:a9fe (link-local address in IPv4-mapped form); "
+        "private, loopback and link-local addresses are not fetched."
+    ]
 
 
 def test_it_lets_a_creator_retitle_but_not_repoint_their_source(alice, alice_client):

@@ -84,7 +84,7 @@ def test_it_sends_the_fetcher_user_agent(feed_server, settings):
 
 def test_it_revalidates_with_if_none_match_and_parses_nothing_on_304(feed_server):
     url = feed_server.serve("/etag.xml", rss(("g1", "One")))
-    source = Source.objects.create(url=url, poll_interval=300)
+    source = Source.objects.create(url=url, poll_interval=300, adaptive=False)
     _poll(source)
     source.refresh_from_db()
     assert source.etag.startswith('"')
@@ -131,7 +131,7 @@ def test_it_fetches_again_when_the_etag_no_longer_matches(feed_server):
 def test_it_revalidates_with_if_modified_since_and_parses_nothing_on_304(feed_server):
     stamp = "Wed, 25 Nov 2026 10:00:00 GMT"
     url = feed_server.serve("/lm.xml", rss(("g1", "One")), etag=False, last_modified=stamp)
-    source = Source.objects.create(url=url, poll_interval=1200)
+    source = Source.objects.create(url=url, poll_interval=1200, adaptive=False)
     _poll(source)
     source.refresh_from_db()
     assert (source.etag, source.last_modified) == ("", stamp)

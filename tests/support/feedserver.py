@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,10 +35,18 @@ class SeenRequest:
     status: int
 
 
-class FeedServer:
-    """Serve `routes[path]`; record every request (path, headers, status sent)."""
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 drops connections when a poller opens more at once,
+    # and each dropped SYN costs the client a 1 s retransmit.
+    request_queue_size = 128
 
-    def __init__(self) -> None:
+
+class FeedServer:
+    """Serve `routes[path]`; record every request (path, headers, status sent). With `tls`, serve
+    HTTPS with that server-side context (the handshake happens as a connection is accepted)."""
+
+    def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
+        self.scheme = "https" if tls is not None else "http"
         self.routes: dict[str, Route] = {}
         self.requests: list[SeenRequest] = []
         self._lock = threading.Lock()
@@ -92,7 +101,10 @@ class FeedServer:
                 no_length: bool = False,
                 drip: tuple[float, int] = (0.0, 0),
             ) -> None:
-                self.send_response(status)
+                self.send_response_only(status)
+                self.send_header("Server", self.version_string())
+                if "Date" not in headers:  # a route may send its own (freshness tests)
+                    self.send_header("Date", self.date_time_string())
                 if content_type:
                     self.send_header("Content-Type", content_type)
                 for name, value in headers.items():
@@ -116,8 +128,10 @@ class FeedServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
         # A short poll interval keeps close() (shutdown) fast: it runs after every test.
         self._thread = threading.Thread(
@@ -125,8 +139,8 @@ class FeedServer:
         )
         self._thread.start()
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+    def url(self, path: str, *, host: str = "127.0.0.1") -> str:
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def serve(self, path: str, body: bytes | str = b"", **kwargs: object) -> str:
         data = body.encode() if isinstance(body, str) else body
