@@ -10,7 +10,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from feeds.api.views import SourceViewSet
+from feeds.api.views import SourceOpmlView, SourceViewSet
 from processing.api.views import (
     DecisionViewSet,
     FeedViewSet,
@@ -32,6 +32,8 @@ router.register(r"feeds/(?P<feed_id>\d+)/decisions", DecisionViewSet, basename="
 router.register("stories", StoryViewSet, basename="story")
 
 urlpatterns = [
+    # Before the router: "sources/{pk}/" would otherwise take "opml" for an id.
+    path("sources/opml/", SourceOpmlView.as_view(), name="source-opml"),
     *router.urls,
     path("auth/token/", ObtainTokenView.as_view(), name="auth-token"),
     path("ws-ticket/", WsTicketView.as_view(), name="ws-ticket"),

@@ -58,3 +58,31 @@ class SourceUpdateSerializer(serializers.Serializer[None]):
     title = serializers.CharField(max_length=300, required=False, allow_blank=True)
     active = serializers.BooleanField(required=False)
     poll_interval = serializers.IntegerField(required=False, min_value=1, max_value=7 * 24 * 3600)
+
+
+class OpmlUploadSerializer(serializers.Serializer[None]):
+    """OPML import as a form upload (the file may also be sent as the request body)."""
+
+    file = serializers.FileField(help_text="An OPML 1.0/2.0 file (at most OPML_MAX_BYTES).")
+
+
+class OpmlImportItemSerializer(serializers.Serializer[None]):
+    url = serializers.CharField()
+    kind = serializers.CharField(help_text="rss, telegram or web ('' for a skipped link).")
+    title = serializers.CharField()
+    category = serializers.CharField(help_text="Folder path, e.g. 'Tech/AI'.")
+    reason = serializers.CharField(help_text="Why it was skipped or invalid ('' otherwise).")
+    source_id = serializers.IntegerField(
+        allow_null=True, help_text="The source (created or existing); null otherwise."
+    )
+
+
+class OpmlImportReportSerializer(serializers.Serializer[None]):
+    """What an OPML import did with each outline that has a URL."""
+
+    created = OpmlImportItemSerializer(many=True)
+    existing = OpmlImportItemSerializer(many=True, help_text="Already sources; titles kept.")
+    skipped = OpmlImportItemSerializer(
+        many=True, help_text="Not feeds, listed twice, or over the quota ('quota: ...')."
+    )
+    invalid = OpmlImportItemSerializer(many=True, help_text="Refused URLs.")

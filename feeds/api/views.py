@@ -5,16 +5,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, permissions, viewsets
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import ParseError, PermissionDenied, ValidationError
+from rest_framework.parsers import BaseParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from feeds import services
-from feeds.api.serializers import SourceCreateSerializer, SourceSerializer, SourceUpdateSerializer
+from feeds import opml, services
+from feeds.api.serializers import (
+    OpmlImportReportSerializer,
+    OpmlUploadSerializer,
+    SourceCreateSerializer,
+    SourceSerializer,
+    SourceUpdateSerializer,
+)
 from feeds.models import Source
 
 STAFF_ONLY_FIELDS = frozenset({"kind", "url", "active", "poll_interval"})
@@ -87,6 +97,107 @@ class SourceViewSet(
         except DjangoValidationError as exc:
             raise ValidationError({"url": exc.messages}) from exc
         return Response(SourceSerializer(source).data)
+
+
+class OpmlBodyParser(BaseParser):
+    """The OPML file as the request body: its first OPML_MAX_BYTES + 1 bytes, never more (one
+    more so that the import can tell the file is too large)."""
+
+    media_type = "text/x-opml"
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> bytes:
+        return opml.read_limited(stream)
+
+
+class XmlBodyParser(OpmlBodyParser):
+    media_type = "application/xml"
+
+
+class TextXmlBodyParser(OpmlBodyParser):
+    media_type = "text/xml"
+
+
+# Room for the multipart boundaries and headers around the file itself.
+MULTIPART_OVERHEAD = 64 * 1024
+OPML_BODY = {"type": "string", "format": "binary"}
+
+
+class SourceOpmlView(APIView):
+    """Sources as OPML: export all (they are shared), import a file (see feeds.opml)."""
+
+    permission_classes = [permissions.IsAuthenticated]
+    parser_classes = [MultiPartParser, OpmlBodyParser, XmlBodyParser, TextXmlBodyParser]
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        # The export is OPML whatever the client accepts (text/x-opml included); the import's
+        # report and every error are JSON.
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(
+        operation_id="sources_opml_export",
+        responses={
+            (200, "text/x-opml"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="OPML 2.0: every source, in folders by category; Telegram channels "
+                'and web pages as type="link" outlines, each with infatium:kind.',
+            )
+        },
+    )
+    def get(self, request: Request) -> HttpResponse:
+        """Export every source as an OPML file."""
+        sources = Source.objects.only("id", "kind", "url", "title", "site_url", "category")
+        response = HttpResponse(opml.export_opml(sources), content_type=opml.OPML_CONTENT_TYPE)
+        response["Content-Disposition"] = 'attachment; filename="infatium-sources.opml"'
+        return response
+
+    @extend_schema(
+        operation_id="sources_opml_import",
+        request={
+            "multipart/form-data": OpmlUploadSerializer,
+            "text/x-opml": OPML_BODY,
+            "application/xml": OPML_BODY,
+            "text/xml": OPML_BODY,
+        },
+        responses={
+            201: OpenApiResponse(
+                OpmlImportReportSerializer, description="At least one source was created."
+            ),
+            200: OpenApiResponse(OpmlImportReportSerializer, description="Nothing was new."),
+            400: OpenApiResponse(
+                description="Not an OPML file we accept (too large, a DOCTYPE, not OPML, ...): "
+                '{"detail": "..."}.'
+            ),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        """Import an OPML file: adds the sources it lists that are not sources yet (within your
+        quota) and keeps its folders as categories. Sent as the multipart field `file` or as the
+        body (Content-Type text/x-opml or application/xml)."""
+        try:
+            report = opml.import_opml(user=request.user, data=_opml_upload(request))
+        except opml.OpmlError as exc:
+            raise ParseError(str(exc)) from exc
+        return Response(
+            OpmlImportReportSerializer(report).data, status=201 if report.created else 200
+        )
+
+
+def _opml_upload(request: Request) -> bytes:
+    length = request.META.get("CONTENT_LENGTH") or ""
+    if length.isdigit() and int(length) > settings.OPML_MAX_BYTES + MULTIPART_OVERHEAD:
+        raise opml.too_large()  # refused before anything is read
+    data = request.data
+    if isinstance(data, bytes):
+        return data
+    upload = request.FILES.get("file")
+    if upload is None:
+        raise opml.OpmlError(
+            'Send the OPML file as the multipart field "file", or as the request body with '
+            "Content-Type text/x-opml."
+        )
+    if upload.size is not None and upload.size > settings.OPML_MAX_BYTES:
+        raise opml.too_large()
+    return opml.read_limited(upload)
 
 
 def _validated(serializer_class: type[Any], data: Any) -> dict[str, Any]:

@@ -162,7 +162,11 @@ def test_it_answers_anonymous_requests_with_401_or_403_except_the_allow_list(
 
 
 # Routes whose objects are shared by all signed-in users by design (no owner to protect).
-SHARED = {"api:source-list": "sources are global", "api:source-detail": "sources are global"}
+SHARED = {
+    "api:source-list": "sources are global",
+    "api:source-detail": "sources are global",
+    "api:source-opml": "sources are global (an OPML export of all of them)",
+}
 
 
 def _result_ids(response: Any) -> set[int]:

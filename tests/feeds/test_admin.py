@@ -201,3 +201,35 @@ def test_it_refuses_read_only_records_being_added(admin_client, failing_source, 
     assert len(polls.context["cl"].result_list) == PollLog.objects.count() == 2
     raw = RawPost.objects.get()
     assert admin_client.get(f"/admin/feeds/rawpost/{raw.id}/change/").status_code == 200
+
+
+def test_the_health_filter_shows_failing_and_silent_sources(admin_client, failing_source):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    silent = Source.objects.create(
+        url="https://quiet.example/feed",
+        title="Quiet feed",
+        mean_item_gap=3600,
+        last_new_item_at=now - timedelta(days=30),
+    )
+    healthy = Source.objects.create(
+        url="https://lively.example/feed",
+        title="Lively feed",
+        mean_item_gap=3600,
+        last_new_item_at=now,
+    )
+
+    def titles(health: str) -> set[str]:
+        page = admin_client.get(SOURCES, {"health": health})
+        assert page.status_code == 200
+        return {s.title for s in page.context["cl"].result_list}
+
+    assert titles("failing") == {"Gone feed"}
+    assert titles("silent") == {"Quiet feed"}
+    assert titles("healthy") == {"Lively feed"}
+    assert silent.is_silent and not healthy.is_silent
+    log = admin_client.get(f"{SOURCES}{failing_source.id}/change/")
+    assert b"HTTPStatusError" in log.content  # the error class of the failed poll, in the inline
