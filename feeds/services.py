@@ -480,6 +480,24 @@ def record_deletions(*, source_id: int, external_ids: Iterable[str]) -> int:
     ).update(deleted_at=timezone.now())
 
 
+def record_source_error(*, source_id: int, status: str, error: str) -> None:
+    """An error found outside a poll (the Telegram gateway resolving a channel): recorded in a
+    PollLog and on the source like a failed poll, without touching its schedule."""
+    now = timezone.now()
+    with transaction.atomic():
+        PollLog.objects.create(
+            source_id=source_id,
+            started_at=now,
+            finished_at=now,
+            status=status,
+            error=error[:2000],
+            error_class="SourceError",
+        )
+        Source.objects.filter(id=source_id).update(
+            last_status=status, last_error=error[:2000], last_polled_at=now
+        )
+
+
 def set_telegram_identity(*, source_id: int, channel_id: int, access_hash: int) -> None:
     Source.objects.filter(id=source_id).update(tg_channel_id=channel_id, tg_access_hash=access_hash)
 

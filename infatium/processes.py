@@ -50,3 +50,8 @@ def demo_feeds(*, port: int, every: float) -> list[str]:
 
 def nats_bridge() -> list[str]:
     return [sys.executable, "manage.py", "nats_bridge"]
+
+
+def telegram_gateway() -> list[str]:
+    # One per session: run it only when settings.TELEGRAM_GATEWAY_ENABLED.
+    return [sys.executable, "manage.py", "telegram_gateway"]

@@ -132,6 +132,16 @@ def _nats(var: Path) -> Service | None:
     return nats
 
 
+def telegram_configured() -> bool:
+    """The gateway runs only with all three credentials (each may come from NAME_FILE); without
+    them public channels are read from their t.me web preview by the normal poll."""
+    names = ("TELEGRAM_API_ID", "TELEGRAM_API_HASH", "TELEGRAM_SESSION")
+    return all(
+        os.environ.get(name, "").strip() not in ("", "0") or os.environ.get(f"{name}_FILE")
+        for name in names
+    )
+
+
 def main() -> int:
     os.chdir(REPO)
     var = Path(os.environ.get("INFATIUM_VAR_DIR") or REPO / "var").resolve()
@@ -182,6 +192,8 @@ def main() -> int:
         supervisor.start("flower", processes.flower(port=flower_port))
         if nats is not None:
             supervisor.start("bridge", processes.nats_bridge())
+        if telegram_configured():
+            supervisor.start("telegram", processes.telegram_gateway())
         deadline = time.monotonic() + 30
         while port_free(web_port) and time.monotonic() < deadline:
             time.sleep(0.2)

@@ -56,10 +56,7 @@ class FeedServer:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
-                route = outer.routes.get(self.path)
-                status = self._answer(route)
-                with outer._lock:
-                    outer.requests.append(SeenRequest(self.path, dict(self.headers), status))
+                self._answer(outer.routes.get(self.path))
 
             def _answer(self, route: Route | None) -> int:
                 if route is None:
@@ -101,6 +98,10 @@ class FeedServer:
                 no_length: bool = False,
                 drip: tuple[float, int] = (0.0, 0),
             ) -> None:
+                # Logged before the answer goes out: once a client has its response, a test
+                # reading `requests` sees the request.
+                with outer._lock:
+                    outer.requests.append(SeenRequest(self.path, dict(self.headers), status))
                 self.send_response_only(status)
                 self.send_header("Server", self.version_string())
                 if "Date" not in headers:  # a route may send its own (freshness tests)
@@ -119,8 +120,10 @@ class FeedServer:
                     # The client may hang up first (byte-cap and timeout tests do).
                     with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                         delay, size = drip
-                        pieces = [body[i : i + size] for i in range(0, len(body), size)]
-                        for piece in pieces if delay else [body]:
+                        pieces = [body]
+                        if delay and size:
+                            pieces = [body[i : i + size] for i in range(0, len(body), size)]
+                        for piece in pieces:
                             self.wfile.write(piece)
                             if delay:
                                 time.sleep(delay)
