@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -802,6 +803,30 @@ def create_source(
     if created:
         logger.info("source %s added by user %s: %s", source.id, user.pk, url)
     return source, created
+
+
+def discover_feed_url(url: str) -> str:
+    """The feed to add for `url`: the URL itself when it is a feed (or already a source, or
+    cannot be fetched right now: its polls will tell why), else the first feed the page links
+    to. Raises ValidationError for a page that links no feed."""
+    from feeds.discovery import resolve_feed_url  # fetches; imported where it is used
+
+    validate_source_url(url)
+    if Source.objects.filter(kind=SourceKind.RSS, url=normalize_source_url(url)).exists():
+        return url
+    try:
+        found = resolve_feed_url(url)
+    except FetchError:
+        return url
+    if found is None:
+        raise ValidationError(
+            "No RSS, Atom or JSON feed found at this URL, and the page links to none. "
+            "Add it as a web page source (kind 'web') to follow its articles.",
+            code="no_feed",
+        )
+    if found != url:
+        logger.info("feed autodiscovery: %s -> %s", url, found)
+    return found
 
 
 def update_source(

@@ -34,6 +34,12 @@ class SourceCreateSerializer(serializers.Serializer[None]):
     kind = serializers.ChoiceField(choices=SourceKind.choices, default=SourceKind.RSS)
     url = serializers.CharField(max_length=SOURCE_URL_MAX_LENGTH, validators=[validate_source_url])
     title = serializers.CharField(max_length=300, required=False, default="", allow_blank=True)
+    discover = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="For kind rss: when the URL is a web page, add the feed it links to instead "
+        "(and refuse a page that links none).",
+    )
     active = serializers.BooleanField(
         required=False, default=True, help_text="Staff only; ignored for other users."
     )

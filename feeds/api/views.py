@@ -25,7 +25,7 @@ from feeds.api.serializers import (
     SourceSerializer,
     SourceUpdateSerializer,
 )
-from feeds.models import Source
+from feeds.models import Source, SourceKind
 
 STAFF_ONLY_FIELDS = frozenset({"kind", "url", "active", "poll_interval"})
 
@@ -67,11 +67,14 @@ class SourceViewSet(
         """Add a source, or get the existing one for this URL (200 instead of 201)."""
         data = _validated(SourceCreateSerializer, request.data)
         staff = bool(request.user.is_staff)
+        url = data["url"]
         try:
+            if data["kind"] == SourceKind.RSS and data["discover"]:
+                url = services.discover_feed_url(url)
             source, created = services.create_source(
                 user=request.user,
                 kind=data["kind"],
-                url=data["url"],
+                url=url,
                 title=data["title"],
                 poll_interval=data["poll_interval"] if staff else None,
                 active=data["active"] if staff else True,

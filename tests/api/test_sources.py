@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from feeds.models import Source
 from feeds.validation import validate_source_url
 from tests.api.factories import SourceFactory
+from tests.support.feedserver import rss
 
 pytestmark = pytest.mark.django_db
 
@@ -254,3 +255,36 @@ def test_it_offers_no_way_to_delete_or_replace_a_source(staff_client):
     assert staff_client.delete(f"/api/sources/{source.id}/").status_code == 405
     assert staff_client.put(f"/api/sources/{source.id}/", {}, format="json").status_code == 405
     assert Source.objects.filter(id=source.id).exists()
+
+
+def test_adding_a_site_url_adds_the_feed_it_links_to(alice_client, feed_server):
+    feed_url = feed_server.serve("/feed.xml", rss(("g1", "One")))
+    site = feed_server.serve(
+        "/",
+        '<html><head><link rel="alternate" type="application/rss+xml" href="/feed.xml">'
+        "</head><body>Home</body></html>",
+        content_type="text/html",
+    )
+
+    response = alice_client.post("/api/sources/", {"url": site}, format="json")
+
+    assert response.status_code == 201
+    assert response.json()["url"] == feed_url
+    # Without discovery the URL is taken as it is.
+    kept = alice_client.post("/api/sources/", {"url": site, "discover": False}, format="json")
+    assert kept.json()["url"] == site
+
+
+def test_a_page_without_a_feed_is_refused_with_a_hint(alice_client, feed_server):
+    page = feed_server.serve(
+        "/blog", "<html><body>No feed here</body></html>", content_type="text/html"
+    )
+
+    response = alice_client.post("/api/sources/", {"url": page}, format="json")
+
+    assert response.status_code == 400
+    assert "web page source" in response.json()["url"][0]
+    assert not Source.objects.exists()
+    # As a web page source it is accepted.
+    web = alice_client.post("/api/sources/", {"url": page, "kind": "web"}, format="json")
+    assert web.status_code == 201
