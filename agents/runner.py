@@ -6,7 +6,8 @@ ones are sent to the model, in one call. Answers are validated one by one; the i
 the reply or answered invalidly are re-run singly. A reply that is not an answer list at all is
 retried once, then its items are recorded as errors. Keys another worker holds are waited for
 at the end (or taken over when that worker's lease ran out). When the feed's daily token budget
-is spent, the remaining items get the offline default, recorded as degraded.
+(its own `token_budget_daily`, else AGENT_DAILY_TOKEN_BUDGET) is spent, the remaining items get
+the offline default, recorded as degraded.
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ from django.conf import settings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from agents import budget, cache, llm, offline
+from agents import language as languages
 from agents.models import AgentRun
 from agents.prompts import PROMPT_VERSIONS, build_messages
 from agents.schemas import (
     ANSWER_MODELS,
     BATCH_MODELS,
     MAX_ASPECT,
+    MAX_LANGUAGE,
     MAX_TAGS_OUT,
     OUTPUT_MODELS,
     AgentError,
@@ -63,6 +66,7 @@ class _Job:
     feed_id: int | None
     raw_post_ids: dict[str, int]
     models: llm.ModelSet | None
+    budget_limit: int | None = None  # the feed's daily tokens, looked up once; None: no limit
     token: uuid.UUID = field(default_factory=uuid.uuid4)
     results: dict[str, AgentResult] = field(default_factory=dict)
     keys: dict[str, cache.Key] = field(default_factory=dict)
@@ -72,6 +76,9 @@ class _Job:
         # out, on every model, twice (the invalid-output retry). Extended before each single.
         per_model = 2 * settings.LLM_TIMEOUT_SECONDS * (settings.LLM_MAX_RETRIES + 1)
         return per_model * (len(self.models.chain()) if self.models else 1) * 2 + 60
+
+    def over_budget(self) -> bool:
+        return budget.exhausted(self.feed_id, limit=self.budget_limit)
 
 
 def run(
@@ -93,6 +100,7 @@ def run(
     if job.models is None:
         _offline(job, list(items), Degraded.NONE)
         return {item.id: job.results[item.id] for item in items}
+    job.budget_limit = budget.daily_limit(feed_id)
 
     version = PROMPT_VERSIONS[agent]
     description_hash = cache.context_hash(agent, context, job.taxonomy)
@@ -119,7 +127,7 @@ def run(
     size = settings.AGENT_BATCH_SIZE
     for start in range(0, len(todo), size):
         chunk = todo[start : start + size]
-        if budget.exhausted(feed_id):
+        if job.over_budget():
             _offline(job, todo[start:], Degraded.BUDGET)
             break
         busy += _claim_and_call(job, chunk)
@@ -131,7 +139,7 @@ def run(
                 _error(job, item, ErrorCode.BUSY, "another worker is running this exact call")
             break
         time.sleep(_POLL_SECONDS)
-        if budget.exhausted(feed_id):
+        if job.over_budget():
             _offline(job, busy, Degraded.BUDGET)
             break
         busy = _claim_and_call(job, busy)
@@ -279,11 +287,19 @@ def _to_output(job: _Job, answer: dict[str, Any], item: PostItem) -> AgentOutput
             matched_aspects=aspects,
         )
     if isinstance(parsed, SummarizeAnswer):
+        written = languages.normalize(parsed.language)
+        wanted = job.context.language
+        if wanted and not languages.same(written, wanted):
+            # Asked for the feed's language and answered in another: not what the feed shows.
+            raise ValueError(f"summary in {parsed.language[:40]!r}, the feed wants {wanted!r}")
         return SummarizeOutput(
             title=parsed.title,
             summary=parsed.summary,
-            language=job.context.language or item.language,
+            language=wanted or written[:MAX_LANGUAGE],
             translated=parsed.translated,
+            source_language=languages.post_language(
+                title=item.title, text=item.text, hint=item.language
+            )[:MAX_LANGUAGE],
         )
     assert isinstance(parsed, TagAnswer)
     spelled = {t.lower(): t for t in job.taxonomy}

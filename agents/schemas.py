@@ -140,8 +140,18 @@ class RelevanceOutput(_Strict):
 class SummarizeOutput(_Strict):
     title: str = Field(min_length=1, max_length=MAX_TITLE_OUT)
     summary: str = Field(max_length=MAX_SUMMARY)
-    language: str = Field(default="", max_length=MAX_LANGUAGE, description="Of the summary.")
+    language: str = Field(
+        default="", max_length=MAX_LANGUAGE, description="Of the title and summary ('': unknown)."
+    )
     translated: bool = False
+    source_language: str = Field(
+        default="", max_length=MAX_LANGUAGE, description="Of the post ('': unknown)."
+    )
+    note: str = Field(
+        default="",
+        max_length=MAX_REASON,
+        description="Why the summary is not in the feed's language, when it is not.",
+    )
 
     @field_validator("summary")
     @classmethod
@@ -255,6 +265,10 @@ class SummarizeAnswer(_Strict):
     id: str = Field(description="The post id exactly as given.")
     title: str = Field(description="A plain, factual headline of at most 150 characters.")
     summary: str = Field(description="At most 3 sentences.")
+    language: str = Field(
+        max_length=40,  # a name ("Norwegian Bokmål") is accepted and normalized too
+        description="ISO 639-1 code of the language the title and summary are written in.",
+    )
     translated: bool = Field(description="True if you translated from the post's language.")
 
 

@@ -45,8 +45,9 @@ def run_agent(
     - Retryable provider errors (timeouts, 429, 5xx, connection) are retried LLM_MAX_RETRIES
       times, then the fallback model is tried; if all fail the items get `model_error` and
       nothing is cached, so a later call may try again.
-    - When `feed_id`'s daily token budget (AGENT_DAILY_TOKEN_BUDGET) is spent, the remaining
-      items get the offline default with `degraded="budget"`.
+    - When `feed_id`'s daily token budget (the feed's `token_budget_daily`, else
+      AGENT_DAILY_TOKEN_BUDGET) is spent, the remaining items get the offline default with
+      `degraded="budget"`. A feed budget of 0 never calls a model.
     - Every outcome, including cache hits and errors, is recorded as an `AgentRun`.
 
     Must be called outside `transaction.atomic()`: claims have to be visible to other workers

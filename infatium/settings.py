@@ -398,8 +398,9 @@ AGENT_DAILY_TOKEN_BUDGET = env_int("AGENT_DAILY_TOKEN_BUDGET", 200_000, minimum=
 AGENT_FEED_TOKEN_BUDGET_MAX = env_int("AGENT_FEED_TOKEN_BUDGET_MAX", 1_000_000, minimum=0)
 # Posts per LLM call (answers come back keyed by post id).
 AGENT_BATCH_SIZE = env_int("AGENT_BATCH_SIZE", 10, minimum=1)
-# Offline relevance score a post needs to reach the LLM (the cheap gate in the cascade).
-AGENT_GATE_THRESHOLD = env_float("AGENT_GATE_THRESHOLD", 0.08, minimum=0.0)
+# Offline relevance score a post needs to reach the LLM (the cheap gate in the cascade). A post
+# sharing no word with the description scores 0.04; the gate stops those and little more.
+AGENT_GATE_THRESHOLD = env_float("AGENT_GATE_THRESHOLD", 0.05, minimum=0.0)
 # Tag taxonomy: comma-separated tags, each optionally with its offline keywords after "=",
 # separated by "|" (e.g. "politics,ai=ai|llm|machine learning,rust=rust|cargo").
 AGENT_TAXONOMY_KEYWORDS: dict[str, list[str]] = {}

@@ -7,7 +7,7 @@ from processing.models import Feed, Post
 
 @admin.register(Feed)
 class FeedAdmin(admin.ModelAdmin):
-    list_display = ("name", "owner", "active", "created_at")
+    list_display = ("name", "owner", "active", "token_budget_daily", "created_at")
     list_select_related = ("owner",)
     list_filter = ("active",)
     search_fields = ("name", "description", "owner__username")
@@ -16,7 +16,7 @@ class FeedAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "owner", "active", "description", "sources")}),
         ("Rules", {"fields": ("include_keywords", "exclude_keywords")}),
-        ("Options", {"fields": ("summaries", "tags", "language")}),
+        ("Options", {"fields": ("summaries", "tags", "language", "token_budget_daily")}),
     )
 
 

@@ -61,10 +61,9 @@ def decide_candidates(*, candidate_ids: Iterable[int]) -> list[int]:
 
 def _decide(feed: Feed, group: list[Candidate]) -> list[tuple[Candidate, PostDraft | None]]:
     context = agents.context_for_feed(feed)
-    items = {
-        str(c.raw_post_id): agents.item_for_raw_post(c.raw_post, language=feed.language)
-        for c in group
-    }
+    # No language hint: the feed's language is what summaries are written in (the context),
+    # not the post's; the agents tell the post's language themselves.
+    items = {str(c.raw_post_id): agents.item_for_raw_post(c.raw_post) for c in group}
     raw_ids = {key: int(key) for key in items}
     verdicts: dict[str, RelevanceOutput] = {}
     if feed.description.strip():

@@ -31,6 +31,13 @@ class Feed(models.Model):
     language = models.CharField(
         max_length=16, blank=True, help_text="Language of summaries, e.g. 'en' (blank: as is)."
     )
+    token_budget_daily = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="LLM tokens this feed may spend per UTC day, after which its agents use the "
+        "offline default. Blank: the global default (AGENT_DAILY_TOKEN_BUDGET); 0: never call "
+        "a model for this feed.",
+    )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 

@@ -247,6 +247,7 @@ def create_feed(
     summaries: bool = True,
     tags: bool = True,
     language: str = "",
+    token_budget_daily: int | None = None,
     active: bool = True,
 ) -> Feed:
     """Create a feed for `owner` subscribed to `source_ids`.
@@ -272,6 +273,7 @@ def create_feed(
                     summaries=summaries,
                     tags=tags,
                     language=language,
+                    token_budget_daily=token_budget_daily,
                     active=active,
                 )
         except IntegrityError as exc:
@@ -279,6 +281,10 @@ def create_feed(
         if source_ids:
             feed.sources.set(sorted(set(source_ids)))
     return feed
+
+
+# update_feed: leave a field whose None is a value (token_budget_daily) as it is.
+KEEP = object()
 
 
 def update_feed(
@@ -292,9 +298,11 @@ def update_feed(
     summaries: bool | None = None,
     tags: bool | None = None,
     language: str | None = None,
+    token_budget_daily: int | None | object = KEEP,
     active: bool | None = None,
 ) -> Feed:
-    """Change the given fields of a feed (None: keep). Raises FeedNameTaken or UnknownSources;
+    """Change the given fields of a feed (None: keep; for `token_budget_daily`, where None is a
+    value (the global default), KEEP: keep). Raises FeedNameTaken or UnknownSources;
     nothing is saved then. Sources are replaced by `source_ids`; those newly added are
     backfilled after commit (processing.signals). New rules apply to posts processed from now
     on; posts already in the feed stay."""
@@ -309,6 +317,9 @@ def update_feed(
         "active": active,
     }
     fields = [field for field, value in changes.items() if value is not None]
+    if token_budget_daily is not KEEP:
+        changes["token_budget_daily"] = token_budget_daily
+        fields.append("token_budget_daily")
     with transaction.atomic():
         if source_ids is not None:
             _check_sources(source_ids)

@@ -35,6 +35,8 @@ def run(
             title=item.title, text=item.text, description=context.description, language=language
         )
     if agent is AgentType.SUMMARIZE:
-        return summarize.summarize(title=item.title, text=item.text, language=item.language)
+        return summarize.summarize(
+            title=item.title, text=item.text, language=item.language, target=context.language
+        )
     doc = document(item.title, item.text, language)
     return tags.tag(doc=doc, taxonomy=taxonomy, keywords=keywords)

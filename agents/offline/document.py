@@ -5,6 +5,7 @@ Shared by the relevance scorer and the tagger, so the pipeline tokenizes each po
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,6 +39,14 @@ class Document:
     tf: Counter[str] = field(compare=False)
     title_tf: Counter[str] = field(compare=False)
     long_stems: tuple[str, ...] = field(compare=False, default=())  # sorted, len >= PREFIX_MIN
+    # Words written in capitals ("EV", "EVs" -> "ev"), counted like terms (title ones boosted):
+    # what a multi-word phrase of the description may be abbreviated to.
+    acronyms: Counter[str] = field(compare=False, default_factory=Counter)
+    # Every prefix (>= PREFIX_MIN) of the long stems: a stem outside it extends no stem of the
+    # post, so the prefix search can stop early (the tagger asks for hundreds of absent stems).
+    prefixes: frozenset[str] = field(compare=False, default=frozenset())
+    # term_strength's answers: relevance asks again when it explains, the tagger asks too.
+    _strengths: dict[str, float] = field(compare=False, default_factory=dict, repr=False)
 
     @property
     def length(self) -> int:
@@ -56,6 +65,12 @@ class Document:
 
     def term_strength(self, stem: str) -> float:
         """How strongly the post is about `stem` (0..1), exact stems first, then prefixes."""
+        known = self._strengths.get(stem)
+        if known is None:
+            known = self._strengths[stem] = self._term_strength(stem)
+        return known
+
+    def _term_strength(self, stem: str) -> float:
         exact = self.title_tf[stem] * TITLE_BOOST + self.tf[stem] - self.title_tf[stem]
         if exact:
             return self.saturation(exact)
@@ -71,6 +86,8 @@ class Document:
         a binary search in the sorted stems plus a look-up of each shorter prefix, instead of
         a scan (descriptions with region expansions ask for dozens of terms per post)."""
         found = [stem[:n] for n in range(PREFIX_MIN, len(stem)) if stem[:n] in self.tf]
+        if stem not in self.prefixes:
+            return found
         index = bisect_left(self.long_stems, stem)
         while index < len(self.long_stems) and self.long_stems[index].startswith(stem):
             found.append(self.long_stems[index])
@@ -86,6 +103,11 @@ class Document:
             return self.title_tf[stem] * TITLE_BOOST + self.tf[stem] - self.title_tf[stem]
         body = self.body[: self.lead] if lead_only else self.body
         return _count(self.title, phrase) * TITLE_BOOST + _count(body, phrase)
+
+    def acronym_strength(self, acronym: str) -> float:
+        """How strongly the post is about an abbreviation, written in capitals (0..1)."""
+        count = self.acronyms[acronym]
+        return self.saturation(count) if count else 0.0
 
     def phrase_strength(self, phrase: tuple[str, ...]) -> float:
         if len(phrase) == 1:
@@ -113,6 +135,10 @@ def document(title: str, text: str, language: str = "") -> Document:
     tf = Counter(body_terms)
     tf.update(title_tf)
     long_stems = tuple(sorted(t for t in tf if len(t) >= PREFIX_MIN))
+    prefixes = frozenset(t[:n] for t in long_stems for n in range(PREFIX_MIN, len(t) + 1))
+    acronyms = Counter(_acronyms(text))
+    for acronym in _acronyms(clean(title)):
+        acronyms[acronym] += TITLE_BOOST
     return Document(
         title=title_terms,
         body=body_terms,
@@ -120,4 +146,14 @@ def document(title: str, text: str, language: str = "") -> Document:
         tf=tf,
         title_tf=title_tf,
         long_stems=long_stems,
+        acronyms=acronyms,
+        prefixes=prefixes,
     )
+
+
+_ACRONYM = re.compile(r"(?<![\w-])([A-Z]{2,6})s?(?![\w])")
+
+
+def _acronyms(text: str) -> list[str]:
+    """Abbreviations written in capitals, lower-cased, a plural "s" dropped: "EVs" -> "ev"."""
+    return [m.group(1).lower() for m in _ACRONYM.finditer(text)]

@@ -31,6 +31,18 @@ guatemala honduras nicaragua panama
 """
 
 
+_OPINION = (
+    "op-ed",
+    "editorial",
+    "column",
+    "columnist",
+    "commentary",
+    "letters",
+    "review",
+    "satire",
+)
+
+
 def _words(block: str) -> tuple[str, ...]:
     return tuple(block.split())
 
@@ -53,18 +65,19 @@ EXPANSIONS: dict[str, tuple[str, ...]] = {
     "asia": _words(_ASIA),
     "latin": _words(_LATIN_AMERICA),
     # Spelling variants (British / American).
-    "rumour": ("rumor",),
-    "rumours": ("rumors",),
-    "rumor": ("rumour",),
-    "rumors": ("rumours",),
+    "rumour": ("rumor", "gossip", "speculation", "unconfirmed"),
+    "rumours": ("rumors", "gossip", "speculation", "unconfirmed"),
+    "rumor": ("rumour", "gossip", "speculation", "unconfirmed"),
+    "rumors": ("rumours", "gossip", "speculation", "unconfirmed"),
     "defence": ("defense",),
     "defense": ("defence",),
     "colour": ("color",),
     "organisation": ("organization",),
     "organization": ("organisation",),
-    # Kinds of news item.
-    "opinion": ("op-ed", "editorial", "column", "commentary"),
-    "opinions": ("op-ed", "editorial", "column", "commentary"),
+    # Kinds of news item. Opinion is what a newspaper's opinion pages carry: editorials,
+    # columns, op-eds, commentary, letters to the editor, reviews and satire.
+    "opinion": _OPINION,
+    "opinions": _OPINION,
     "advert": ("advertisement", "sponsored", "promo"),
     "ads": ("advertisement", "sponsored", "promo"),
 }

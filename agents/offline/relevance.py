@@ -11,22 +11,29 @@ The description is read as a small query language, the way people write them:
 - "not X", "no X", "without X", "except X", "excluding X" (X up to the next punctuation, split on
   "or"/"and"/"nor"/"/") exclude posts *about* X: X in the title or the lead, or twice anywhere;
 - words that describe the feed rather than a topic ("news", "posts about", "I want") are ignored;
+- a capitalized place after "in" restricts its aspect ("solar projects in Africa", "rate
+  decisions in Europe and the US"): a post that names none of it keeps REQUIRED_MISSING of its
+  coverage, like a post missing a quoted phrase;
 - a few generic expansions widen a term: abbreviations ("EU" ~ "European Union"), regions to
-  their countries ("Africa" ~ "Kenya"), spelling variants ("rumour" ~ "rumor"). They count a
-  little less than the word itself.
+  their countries ("Africa" ~ "Kenya"), spelling variants ("rumour" ~ "rumor"), kinds of item
+  ("opinion" ~ "editorial", "review"). They count a little less than the word itself;
+- a multi-word phrase also matches its initials written in capitals ("electric vehicles" ~
+  "EVs", "artificial intelligence" ~ "AI").
 
 An aspect's coverage is the IDF-weighted share of its terms the post contains, each term counted
-through BM25's saturation (one mention in a long article counts less than one in a headline).
+through BM25's saturation (one mention in a long article counts less than one in a headline), out
+of at most EVIDENCE_TERMS terms' worth: a post need not repeat every word of a long description.
 The raw score blends the best aspect's coverage with the whole description's; a logistic maps it
-to 0..1 with 0.5 at MIDPOINT, the decision threshold. MIDPOINT and SLOPE are the calibrated
-numbers (see `manage.py eval_agents --sweep`).
+to 0..1 with 0.5 at MIDPOINT, the decision threshold. MIDPOINT and EVIDENCE_TERMS were chosen on
+five of the seven descriptions of `tests/fixtures/agents/labelled.jsonl` and checked on the other
+two (`tests/agents/test_eval.py`); `manage.py eval_agents --sweep` shows other thresholds.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from agents.offline.background import weight
@@ -35,14 +42,16 @@ from agents.offline.expansions import EXPANSIONS
 from agents.schemas import MAX_ASPECT, MAX_ASPECTS, MAX_REASON, RelevanceOutput
 from agents.text import STOPWORDS, clean, stem, wordlist, words
 
-VERSION = "offline-relevance-2"
+VERSION = "offline-relevance-3"
 
 # Calibration: raw coverage at which the score is 0.5, and the steepness around it.
-MIDPOINT = 0.30
+MIDPOINT = 0.35
 SLOPE = 9.0
 # Share of the best aspect's coverage in the raw score; the rest is the coverage of the whole
 # description (a post that touches several aspects is more likely on topic).
 BEST_WEIGHT = 0.7
+# How many informative words of an aspect make a full match (see `strength`).
+EVIDENCE_TERMS = 4
 # An aspect counts as matched (reported in matched_aspects) at this coverage.
 ASPECT_REPORT = 0.3
 # An expansion ("Kenya" for "Africa") is good evidence, not as good as the word itself.
@@ -66,6 +75,7 @@ META_WORDS = wordlist(
     """
 )
 _CONJUNCTIONS = frozenset({"and", "or", "nor", "и", "или"})
+_LOCATIVES = frozenset({"in", "across", "within", "throughout", "в"})
 
 _QUOTED = re.compile(r"\"([^\"]{1,120})\"|“([^”]{1,120})”|«([^»]{1,120})»|„([^“”]{1,120})[“”]")
 _NEGATION = re.compile(
@@ -102,6 +112,9 @@ class Node:
     children: tuple[Node, ...] = ()
     factor: float = 1.0
     required: bool = False
+    # The initials a multi-word phrase is abbreviated to ("electric vehicles" -> "ev"); a post
+    # that writes them in capitals ("EVs") matches the phrase.
+    acronym: str = ""
 
 
 def _leaf(token: str, language: str) -> Node:
@@ -116,7 +129,16 @@ def _phrase(text: str, language: str, *, factor: float = 1.0, required: bool = F
     w = sum(weight(t, language or "en") for t in tokens)
     w = min(w, 2 * max(weight(t, language or "en") for t in tokens)) if tokens else 0.0
     kind = "phrase" if len(stems) > 1 else "term"
-    return Node(kind, " ".join(text.split()), w, stems=stems, factor=factor, required=required)
+    acronym = "".join(t[0] for t in tokens) if 2 <= len(tokens) <= 6 else ""
+    return Node(
+        kind,
+        " ".join(text.split()),
+        w,
+        stems=stems,
+        factor=factor,
+        required=required,
+        acronym=acronym,
+    )
 
 
 def _expanded(token: str, language: str) -> Node:
@@ -151,9 +173,12 @@ def _is_content(token: str) -> bool:
 
 
 def _units(text: str, quoted: list[str], language: str) -> list[Node]:
-    """The content units of a clause, with "x and y" merged into alternatives."""
+    """The content units of a clause, with "x and y" merged into alternatives. A place after
+    "in" ("… in Africa", "… in Europe and the US") restricts the aspect: it is required."""
     units: list[Node] = []
     pending_choice = False
+    locative = False  # just after "in"/"across"/…: a capitalized word next is a place
+    place = False  # the last unit is such a place (alternatives joined to it stay required)
     for token in _TOKENS.findall(text.replace("&", " and ").replace("/", " or ")):
         held = _PLACEHOLDER.fullmatch(token)
         if held:
@@ -161,15 +186,24 @@ def _units(text: str, quoted: list[str], language: str) -> list[Node]:
         elif token.lower() in _CONJUNCTIONS:
             pending_choice = bool(units)
             continue
+        elif token.lower() in _LOCATIVES:
+            locative = True
+            continue
         elif not _is_content(token):
             continue
         else:
             unit = _expanded(token.lower(), language)
-        if pending_choice and units and not unit.required and not units[-1].required:
+            if locative and token[0].isupper():
+                unit = replace(unit, required=True)
+        if pending_choice and units and place:
+            units[-1] = replace(_either(units[-1], unit), required=True)
+        elif pending_choice and units and not unit.required and not units[-1].required:
             units[-1] = _either(units[-1], unit)
         else:
             units.append(unit)
+            place = locative and unit.required and not held
         pending_choice = False
+        locative = False
     return units
 
 
@@ -281,21 +315,32 @@ def strength(node: Node, doc: Document) -> float:
     if node.kind == "term":
         return node.factor * doc.term_strength(node.stems[0])
     if node.kind == "phrase":
-        return node.factor * doc.phrase_strength(node.stems)
+        value = doc.phrase_strength(node.stems)
+        if node.acronym:
+            value = max(value, doc.acronym_strength(node.acronym))
+        return node.factor * value
     values = [strength(child, doc) for child in node.children]
     if node.kind == "any":
         return max(values, default=0.0)
     total = sum(c.weight for c in node.children) or 1.0
-    value = sum(c.weight * v for c, v in zip(node.children, values, strict=True)) / total
+    # Full marks need about EVIDENCE_TERMS of the aspect's words (of average weight), however
+    # many the description lists: a long description names ways to say what is wanted, and a
+    # post about it uses some of them; a short one names what a post must all be about.
+    total = min(total, EVIDENCE_TERMS * total / len(node.children))
+    value = min(1.0, sum(c.weight * v for c, v in zip(node.children, values, strict=True)) / total)
     if any(c.required and v == 0 for c, v in zip(node.children, values, strict=True)):
         value *= REQUIRED_MISSING
     return value
 
 
 def _present(node: Node, doc: Document, *, lead_only: bool) -> float:
-    """Occurrences of a node's wording (exact stems; all children of an `all` node)."""
+    """Occurrences of a node's wording (exact stems; all children of an `all` node). Initials
+    count anywhere, not as the lead (their position is not kept)."""
     if node.kind in ("term", "phrase"):
-        return doc.phrase_count(node.stems, lead_only=lead_only)
+        count = doc.phrase_count(node.stems, lead_only=lead_only)
+        if node.acronym and not lead_only:
+            count = max(count, doc.acronyms[node.acronym])
+        return count
     values = [_present(child, doc, lead_only=lead_only) for child in node.children]
     if node.kind == "any":
         return max(values, default=0.0)

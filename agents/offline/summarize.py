@@ -3,18 +3,23 @@
 News puts the point first, so a short post is summarized by its lead sentences as they are. A
 longer one is ranked with TextRank (sentences as nodes, stem overlap normalized by log lengths
 as edge weights, PageRank by power iteration) whose random jumps favour early sentences, then
-the best three are given in their original order. No translation: the summary stays in the
-post's language and says so (`translated=False`).
+the best three are given in their original order.
+
+No translation: the summary stays in the post's language and says so. Its `language` is the
+post's (the caller's hint, else a guess from `agents.language`, "" when unsure), never the
+feed's; `translated` is false; and when the feed wants another language than the post is
+recognisably in, `note` records that the post was kept as it is because no model translated it.
 """
 
 from __future__ import annotations
 
 import math
 
-from agents.schemas import MAX_SUMMARY_SENTENCES, MAX_TITLE_OUT, SummarizeOutput
+from agents import language as languages
+from agents.schemas import MAX_LANGUAGE, MAX_SUMMARY_SENTENCES, MAX_TITLE_OUT, SummarizeOutput
 from agents.text import clean, shorten, split_sentences, terms
 
-VERSION = "offline-summarize-1"
+VERSION = "offline-summarize-2"
 
 MAX_SUMMARY_CHARS = 600
 # Longer articles: only their first sentences compete (the rest rarely carries the lead).
@@ -63,7 +68,17 @@ def textrank(sentences: list[str], language: str = "") -> list[float]:
     return rank
 
 
-def summarize(*, title: str, text: str, language: str = "") -> SummarizeOutput:
+def summarize(*, title: str, text: str, language: str = "", target: str = "") -> SummarizeOutput:
+    """Title and summary of a post in its own language. `language` is the post's language if
+    the caller knows it; `target` is the feed's language ("" when the feed has none)."""
+    source = languages.post_language(title=title, text=text, hint=language)[:MAX_LANGUAGE]
+    note = ""
+    if target and source and not languages.same(source, target):
+        note = (
+            f"Not translated: the post is in {languages.name(source)} and the feed wants "
+            f"{languages.name(target)}; the offline summarizer, used because no language model "
+            "answered (none configured, budget spent or model failed), cannot translate."
+        )
     title = clean(title)
     sentences = split_sentences(clean(text))
     if title:
@@ -75,7 +90,7 @@ def summarize(*, title: str, text: str, language: str = "") -> SummarizeOutput:
     chosen = sentences
     if len(sentences) > MAX_SUMMARY_SENTENCES:
         candidates = sentences[:MAX_CANDIDATES]
-        ranks = textrank(candidates, language)
+        ranks = textrank(candidates, source)
         best = sorted(range(len(candidates)), key=lambda i: -ranks[i])[:MAX_SUMMARY_SENTENCES]
         chosen = [candidates[i] for i in sorted(best)]
     while len(chosen) > 1 and len(" ".join(chosen)) > MAX_SUMMARY_CHARS:
@@ -84,6 +99,8 @@ def summarize(*, title: str, text: str, language: str = "") -> SummarizeOutput:
     return SummarizeOutput(
         title=shorten(title, MAX_TITLE_OUT),
         summary=summary,
-        language=language,
+        language=source,
         translated=False,
+        source_language=source,
+        note=note,
     )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from agents.offline.background import weight
-from agents.offline.document import Document
+from agents.offline.document import PREFIX_MIN, Document
 from agents.schemas import MAX_TAGS_OUT, TagOutput
 from agents.text import STOPWORDS, stem, words
 
@@ -109,27 +109,72 @@ def _compile_keyword(keyword: str) -> _Keyword | None:
     )
 
 
+@dataclass(frozen=True)
+class _Compiled:
+    """A taxonomy's keywords, numbered, with indexes from stems to the keywords they can match:
+    a post is checked against the few keywords its own stems point to, not all of them (a
+    keyword no index reaches from the post would score 0 anyway)."""
+
+    tags: tuple[tuple[str, tuple[tuple[int, _Keyword], ...]], ...]
+    by_first_stem: dict[str, tuple[int, ...]]  # exact matches, phrases by their first stem
+    by_stem: dict[str, tuple[int, ...]]  # one-stem keywords a post stem may extend
+    by_proper_prefix: dict[str, tuple[int, ...]]  # one-stem keywords extending a post stem
+
+    def candidates(self, doc: Document) -> set[int]:
+        found: set[int] = set()
+        for stem_ in doc.tf:
+            found.update(self.by_first_stem.get(stem_, ()))
+        for prefix in doc.prefixes:
+            found.update(self.by_stem.get(prefix, ()))
+        for long_stem in doc.long_stems:
+            found.update(self.by_proper_prefix.get(long_stem, ()))
+        return found
+
+
 @lru_cache(maxsize=64)
 def _compile(
     taxonomy: tuple[str, ...], overrides: tuple[tuple[str, tuple[str, ...]], ...]
-) -> tuple[tuple[str, tuple[_Keyword, ...]], ...]:
+) -> _Compiled:
     custom = dict(overrides)
-    compiled = []
-    for tag in taxonomy:
-        key = tag.lower()
-        keywords = custom.get(key) or DEFAULT_KEYWORDS.get(key) or (tag.replace("_", " "),)
-        kws = tuple(k for k in (_compile_keyword(kw) for kw in keywords) if k is not None)
-        compiled.append((tag, kws))
-    return tuple(compiled)
+    tags: list[tuple[str, tuple[tuple[int, _Keyword], ...]]] = []
+    by_first: dict[str, list[int]] = {}
+    by_stem: dict[str, list[int]] = {}
+    by_prefix: dict[str, list[int]] = {}
+    number = 0
+    for tag_ in taxonomy:
+        key = tag_.lower()
+        keywords = custom.get(key) or DEFAULT_KEYWORDS.get(key) or (tag_.replace("_", " "),)
+        kws = []
+        for kw in (_compile_keyword(k) for k in keywords):
+            if kw is None:
+                continue
+            kws.append((number, kw))
+            by_first.setdefault(kw.terms[0], []).append(number)
+            only = kw.terms[0]
+            if len(kw.terms) == 1 and len(only) >= PREFIX_MIN:
+                # Document.term_strength's prefix matches: post stems extending the keyword,
+                # and post stems (>= PREFIX_MIN) the keyword extends.
+                by_stem.setdefault(only, []).append(number)
+                for n in range(PREFIX_MIN, len(only)):
+                    by_prefix.setdefault(only[:n], []).append(number)
+            number += 1
+        tags.append((tag_, tuple(kws)))
+
+    def frozen(index: dict[str, list[int]]) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(v) for k, v in index.items()}
+
+    return _Compiled(tuple(tags), frozen(by_first), frozen(by_stem), frozen(by_prefix))
 
 
 def tag(
     *, doc: Document, taxonomy: Sequence[str], keywords: Mapping[str, Sequence[str]]
 ) -> TagOutput:
     overrides = tuple(sorted((k.lower(), tuple(v)) for k, v in keywords.items()))
+    compiled = _compile(tuple(taxonomy), overrides)
+    candidates = compiled.candidates(doc)
     scores: list[tuple[float, int, str]] = []
-    for index, (name, kws) in enumerate(_compile(tuple(taxonomy), overrides)):
-        total = sum(kw.weight * doc.phrase_strength(kw.terms) for kw in kws)
+    for index, (name, kws) in enumerate(compiled.tags):
+        total = sum(kw.weight * doc.phrase_strength(kw.terms) for n, kw in kws if n in candidates)
         if total >= MIN_SCORE:
             scores.append((total, index, name))
     scores.sort(key=lambda s: (-s[0], s[1]))

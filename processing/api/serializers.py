@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.validators import MaxLengthValidator
 from rest_framework import serializers
 
@@ -62,6 +63,7 @@ class FeedSerializer(serializers.ModelSerializer[Feed]):
             "summaries",
             "tags",
             "language",
+            "token_budget_daily",
             "active",
             "created_at",
         )
@@ -90,7 +92,22 @@ class FeedInputSerializer(serializers.Serializer[None]):
         allow_blank=True,
         help_text="Language of summaries, e.g. 'en' (blank: as the post is).",
     )
+    token_budget_daily = serializers.IntegerField(
+        min_value=0,
+        required=False,
+        allow_null=True,
+        help_text="LLM tokens this feed may spend per UTC day before its agents fall back to the "
+        "offline default; null: the server's default; 0: never call a model. At most the "
+        "server's AGENT_FEED_TOKEN_BUDGET_MAX.",
+    )
     active = serializers.BooleanField(required=False)
+
+    def validate_token_budget_daily(self, value: int | None) -> int | None:
+        # Checked here rather than with max_value so the bound follows the running settings.
+        limit = settings.AGENT_FEED_TOKEN_BUDGET_MAX
+        if value is not None and value > limit:
+            raise serializers.ValidationError(f"At most {limit} tokens per day.")
+        return value
 
 
 class PostSourceSerializer(serializers.ModelSerializer[Source]):

@@ -49,6 +49,7 @@ _FEED_FIELDS = {
     "summaries": "summaries",
     "tags": "tags",
     "language": "language",
+    "token_budget_daily": "token_budget_daily",
     "active": "active",
 }
 

@@ -170,7 +170,15 @@ def test_a_changed_description_calls_the_model_again(use_models):
 def test_a_changed_description_keeps_cached_summaries(use_models):
     reply = tool_reply(
         "SummarizeBatch",
-        [{"id": "1", "title": "T", "summary": "One sentence.", "translated": False}],
+        [
+            {
+                "id": "1",
+                "title": "T",
+                "summary": "One sentence.",
+                "language": "en",
+                "translated": False,
+            }
+        ],
     )
     fake = ToolCallingFakeChatModel(messages=iter([reply]))
     use_models(fake)
@@ -458,7 +466,15 @@ def test_it_normalizes_tag_spelling_to_the_taxonomy(use_models):
 def test_summaries_come_back_in_the_feed_language(use_models):
     reply = tool_reply(
         "SummarizeBatch",
-        [{"id": "1", "title": "Titre", "summary": "Une phrase.", "translated": True}],
+        [
+            {
+                "id": "1",
+                "title": "Titre",
+                "summary": "Une phrase.",
+                "language": "fr",
+                "translated": True,
+            }
+        ],
     )
     fake = ToolCallingFakeChatModel(messages=iter([reply]))
     use_models(fake)
@@ -474,7 +490,15 @@ def test_summaries_come_back_in_the_feed_language(use_models):
 def test_a_summary_of_more_than_three_sentences_is_invalid(use_models):
     long = tool_reply(
         "SummarizeBatch",
-        [{"id": "1", "title": "T", "summary": "One. Two. Three. Four.", "translated": False}],
+        [
+            {
+                "id": "1",
+                "title": "T",
+                "summary": "One. Two. Three. Four.",
+                "language": "en",
+                "translated": False,
+            }
+        ],
     )
     fake = ToolCallingFakeChatModel(messages=iter([long, long]))
     use_models(fake)

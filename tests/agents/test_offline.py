@@ -117,6 +117,55 @@ def test_it_treats_listed_topics_as_alternatives():
     assert result.relevant
 
 
+def test_a_phrase_matches_its_initials_written_in_capitals():
+    description = '"electric vehicles" battery supply chain'
+
+    initials = _score(description, "EV battery cell plant opens", "It will supply carmakers.")
+    lower_case = _score(description, "Ev's battery cell plant opens", "It will supply carmakers.")
+
+    assert initials.relevant and "electric vehicles" in initials.reason
+    assert not lower_case.relevant  # a name that happens to spell the initials is no match
+
+
+def test_a_place_after_in_restricts_the_description():
+    description = "Solar and wind projects in Africa"
+
+    kenya = _score(description, "Kenya commissions 80 MW wind project", "The farm feeds the grid.")
+    chile = _score(description, "Chile commissions 80 MW wind project", "The farm feeds the grid.")
+
+    assert kenya.relevant  # "Africa" reaches its countries through the region expansion
+    assert not chile.relevant and chile.score < 0.3
+
+
+def test_a_few_words_of_a_long_description_are_a_full_match():
+    description = (
+        "Grassroots football club youth academy player development and coaching qualifications"
+    )
+    text = "The new scheme starts in May."
+
+    some = _score(description, "Youth academy coaching qualifications overhauled", text)
+    every = _score(
+        description,
+        "Grassroots football club youth academy overhauls player development and coaching "
+        "qualifications",
+        text,
+    )
+
+    assert some.relevant
+    assert every.score - some.score < 0.05
+
+
+@pytest.mark.parametrize("genre", ["Book review", "Satire", "Letters", "Editorial", "Column"])
+def test_opinion_covers_the_opinion_pages(genre):
+    result = _score(
+        "EU AI regulation, no opinion pieces",
+        f"{genre}: what the EU's AI Act gets wrong",
+        "EU lawmakers wrote the AI Act regulation in a hurry, and it shows.",
+    )
+
+    assert not result.relevant and "opinion" in result.reason
+
+
 def test_it_explains_which_description_terms_matched():
     result = _score("EU AI regulation, chip export controls", *AI_ACT)
 

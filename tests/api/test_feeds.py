@@ -240,3 +240,33 @@ def test_it_accepts_as_many_keywords_as_allowed_however_long(alice_client):
 
     assert response.status_code == 201, response.json()
     assert response.json()["include_keywords"] == words
+
+
+def test_the_owner_sets_and_clears_the_feeds_daily_token_budget(alice, alice_client, settings):
+    settings.AGENT_FEED_TOKEN_BUDGET_MAX = 50_000
+    feed = FeedFactory(owner=alice, description="keep me")
+
+    set_ = alice_client.patch(
+        f"/api/feeds/{feed.id}/", {"token_budget_daily": 20_000}, format="json"
+    )
+    renamed = alice_client.patch(f"/api/feeds/{feed.id}/", {"name": "other"}, format="json")
+    too_much = alice_client.patch(
+        f"/api/feeds/{feed.id}/", {"token_budget_daily": 50_001}, format="json"
+    )
+    feed.refresh_from_db()
+    kept = feed.token_budget_daily
+    cleared = alice_client.patch(
+        f"/api/feeds/{feed.id}/", {"token_budget_daily": None}, format="json"
+    )
+    created = alice_client.post(
+        "/api/feeds/", {"name": "offline only", "token_budget_daily": 0}, format="json"
+    )
+
+    assert set_.status_code == 200 and set_.json()["token_budget_daily"] == 20_000
+    assert renamed.json()["token_budget_daily"] == 20_000  # untouched when not sent
+    assert too_much.status_code == 400 and "token_budget_daily" in too_much.json()
+    assert kept == 20_000
+    assert cleared.status_code == 200 and cleared.json()["token_budget_daily"] is None
+    assert created.status_code == 201 and created.json()["token_budget_daily"] == 0
+    feed.refresh_from_db()
+    assert feed.token_budget_daily is None and feed.description == "keep me"
