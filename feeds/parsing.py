@@ -1,5 +1,14 @@
 """Turn fetched bytes into normalized, sanitized entries.
 
+Two readers give the same entries. The fast one builds a tree with a strict lxml parser (no
+entities expanded, no DTD or network access, libxml2's size limits) and reads it the way
+feedparser reads its SAX events, for the RSS 2.0, Atom 1.0 and RSS 1.0 constructs it knows. A
+document that is not well-formed, has a DOCTYPE, or holds a construct the fast reader does not
+model (listed in `Routed` messages) goes to feedparser, the reference: it recovers what it can
+from broken XML, where a recovering parser would silently cut titles and drop markup. Both
+readers hand their raw strings to the same code, so the fields cannot drift apart by path;
+tests/feeds/test_parsing_fast.py checks that they agree.
+
 feedparser only ever sees bytes (given a string that looks like a URL it would fetch it itself,
 around our fetcher's limits). JSON Feed 1.x is parsed here. Every title, text and HTML field is
 sanitized before it leaves this module.
@@ -8,22 +17,36 @@ sanitized before it leaves this module.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import hashlib
 import json
+import re
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from urllib.parse import uses_relative
+from xml.sax.saxutils import escape as xml_escape
 
 import feedparser
+from feedparser.datetimes import _parse_date
+from feedparser.html import _cp1252
+from feedparser.mixin import _FeedParserMixin
+from feedparser.urls import _urljoin, make_safe_absolute_uri
+from lxml import etree
 
-from feeds.sanitize import html_to_text, sanitize_html
+from feeds.sanitize import clean_fragment, html_to_text
 from feeds.urls import clean_link, link_key
 
 MAX_ENTRIES = 1000
 _MAX_ID = 512
+_MAX_TITLE = 1000
 _MAX_URL = 2000
 _NOT_A_PARSE_ERROR = (feedparser.NonXMLContentType, feedparser.CharacterEncodingOverride)
+
+Parser = Literal["fast", "feedparser", "json"]
 
 
 class NotAFeed(Exception):
@@ -52,6 +75,9 @@ class ParsedFeed:
     entries: list[ParsedEntry] = field(default_factory=list)
     # RSS <ttl> in seconds: the publisher's "do not poll more often than this".
     ttl_seconds: int | None = None
+    # Which reader produced this, and why the fast one declined ("" if it did not).
+    parser: Parser = "feedparser"
+    routed: str = ""
 
 
 def parse_feed(body: bytes, *, content_type: str = "", base_url: str = "") -> ParsedFeed:
@@ -60,11 +86,34 @@ def parse_feed(body: bytes, *, content_type: str = "", base_url: str = "") -> Pa
         raise NotAFeed("the response body is empty")
     if _looks_like_json(body, content_type):
         return _parse_json_feed(body)
-    parsed = feedparser.parse(
-        body,
-        response_headers={"content-location": base_url} if base_url else None,
-        sanitize_html=False,  # nh3 below, with our own allow-list
-    )
+    try:
+        return parse_fast(body, base_url=base_url)
+    except Routed as route:
+        parsed = parse_with_feedparser(body, content_type=content_type, base_url=base_url)
+        parsed.routed = str(route)
+        return parsed
+
+
+def parse_fast(body: bytes, *, base_url: str = "") -> ParsedFeed:
+    """The fast reader alone (RSS 2.0, Atom 1.0, RSS 1.0): raises Routed where parse_feed
+    would hand the document to feedparser, NotAFeed where it refuses it."""
+    return _FastReader(base_url).read(body)
+
+
+def parse_with_feedparser(body: bytes, *, content_type: str = "", base_url: str = "") -> ParsedFeed:
+    """The reference reader: feedparser, then the same field handling as the fast reader."""
+    try:
+        parsed = feedparser.parse(
+            body,
+            response_headers={"content-location": base_url} if base_url else None,
+            # nh3 with our own allow-list, and our own resolution of relative links in the HTML
+            # (feedparser's rewrites the markup on the way), exactly as on the fast path.
+            sanitize_html=False,
+            resolve_relative_uris=False,
+        )
+    except (ValueError, UnicodeError, OverflowError) as exc:
+        # Its lenient parser trips over some broken documents, e.g. chr() of "&#1114112;".
+        raise NotAFeed(f"the response is not a well-formed feed ({exc!r})") from exc
     if not parsed.get("version") and not parsed.entries:
         head = body[:512].lstrip().lower()
         if "html" in content_type.lower() or head.startswith(b"<!doctype html") or b"<html" in head:
@@ -77,11 +126,70 @@ def parse_feed(body: bytes, *, content_type: str = "", base_url: str = "") -> Pa
         raise NotAFeed("the response is XML but neither RSS nor Atom")
     meta = parsed.feed
     return ParsedFeed(
-        title=html_to_text(meta.get("title", ""))[:300],
+        title=html_to_text(_void_end_tags(meta.get("title", ""), meta.get("title_detail")))[:300],
         site_url=_clip_url(meta.get("link", "")),
-        entries=_usable(_entry(item) for item in parsed.entries[:MAX_ENTRIES]),
+        entries=_usable(_feedparser_entry(item) for item in parsed.entries[:MAX_ENTRIES]),
         ttl_seconds=_ttl_seconds(meta.get("ttl")),
+        parser="feedparser",
     )
+
+
+def _feedparser_entry(item: Any) -> ParsedEntry:
+    content = item.get("content") or []
+    detail = content[0] if content else item.get("summary_detail") or {}
+    raw_html = detail.get("value", "") if content else item.get("summary", "")
+    return _entry(
+        guid=_str(item.get("id")),
+        link=_str(item.get("link")),
+        title=_str(_void_end_tags(item.get("title"), item.get("title_detail"))),
+        raw_html=_str(_void_end_tags(raw_html, detail)),
+        base=_str(detail.get("base", "")),
+        author=_str(item.get("author")),
+        # dict.get: FeedParserDict would map a missing updated_parsed to published_parsed, with
+        # a DeprecationWarning, and that one is empty here.
+        published=item.get("published_parsed") or dict.get(item, "updated_parsed"),
+    )
+
+
+def _void_end_tags(value: object, detail: object) -> object:
+    """Inline XHTML as feedparser writes it out gives <br/> an end tag, which an HTML parser
+    reads as a second <br>: drop it (the fast reader does the same)."""
+    xhtml = isinstance(detail, dict) and detail.get("type") == "application/xhtml+xml"
+    return value.replace("</br>", "") if xhtml and isinstance(value, str) else value
+
+
+def _entry(
+    *,
+    guid: str,
+    link: str,
+    title: str,
+    raw_html: str,
+    base: str,
+    author: str,
+    published: time.struct_time | None,
+) -> ParsedEntry:
+    """An entry from the raw strings either reader found: the one place they become fields."""
+    html, text = clean_fragment(raw_html, base_url=base)
+    return make_entry(
+        guid=guid,
+        url=_clip_url(link),
+        title=html_to_text(title),
+        text=text,
+        html=html,
+        author=html_to_text(author),
+        published_at=_utc(published),
+    )
+
+
+def _utc(value: time.struct_time | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        if value.tm_sec < 60:  # what fromtimestamp(timegm(value)) gives, without the round trip
+            return datetime(*value[:6], tzinfo=UTC)
+        return datetime.fromtimestamp(calendar.timegm(value), UTC)
+    except (OverflowError, ValueError):  # feedparser reads "0000-01-01" as year 0
+        return None
 
 
 def _ttl_seconds(value: object) -> int | None:
@@ -97,22 +205,732 @@ def _looks_like_json(body: bytes, content_type: str) -> bool:
     return "json" in content_type.lower() or body.lstrip()[:1] == b"{"
 
 
-def _entry(item: Any) -> ParsedEntry:
-    content = item.get("content") or []
-    raw_html = content[0].get("value", "") if content else item.get("summary", "")
-    title = html_to_text(item.get("title", ""))
-    url = _clip_url(item.get("link", ""))
-    text = html_to_text(raw_html)
-    published = item.get("published_parsed") or item.get("updated_parsed")
-    return make_entry(
-        guid=_str(item.get("id")),
-        url=url,
-        title=title,
-        text=text,
-        html=sanitize_html(raw_html),
-        author=html_to_text(item.get("author", "")),
-        published_at=datetime.fromtimestamp(calendar.timegm(published), UTC) if published else None,
+# --- The fast reader ------------------------------------------------------------------------
+
+
+class Routed(Exception):
+    """The fast reader cannot give feedparser's result for this document; the message says
+    why. Not an error: parse_feed has feedparser read it."""
+
+
+_ATOM = "http://www.w3.org/2005/Atom"
+_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+_RSS1 = "http://purl.org/rss/1.0/"
+_XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
+_RDF_ABOUT = f"{{{_RDF}}}about"
+# Namespace URI -> the prefix feedparser files its elements under ("" for the core formats).
+_NS_PREFIX = {uri.lower(): prefix.lower() for uri, prefix in _FeedParserMixin.namespaces.items()}
+# feedparser runs an end-tag handler for these names even inside inline XHTML content.
+_END_HANDLERS = frozenset(
+    name[5:].lower() for name in dir(_FeedParserMixin) if name.startswith("_end_")
+)
+# Prefixes whose elements we read: one of them bound to another namespace is not what it seems.
+_READ_PREFIXES = frozenset({"dc", "dcterms", "content", "media", "itunes", "xhtml"})
+_TITLES = frozenset({"title", "dc_title", "media_title"})
+_DESCRIPTIONS = frozenset({"description", "dc_description", "media_description"})
+_SUMMARIES = frozenset({"summary", "itunes_summary"})
+_CONTENTS = frozenset({"content", "content_encoded", "fullitem"})
+_AUTHORS = frozenset({"author", "managingeditor", "dc_author", "dc_creator", "itunes_author"})
+_AUTHOR_PARTS = {
+    "name": "name",
+    "itunes_name": "name",
+    "email": "email",
+    "itunes_email": "email",
+    "url": "href",
+    "uri": "href",
+    "homepage": "href",
+}
+_PUBLISHED = frozenset({"published", "issued", "pubdate", "dcterms_issued"})
+_UPDATED = frozenset({"updated", "modified", "lastbuilddate", "dc_date", "dcterms_modified"})
+# Other elements feedparser reads as (possibly inline-XHTML) text of fields we do not keep.
+_OTHER_TEXTS = frozenset(
+    {
+        "subtitle", "tagline", "itunes_subtitle", "rights", "copyright", "dc_rights", "info",
+        "feedburner_browserfriendly",
+    }
+)  # fmt: skip
+# Inside <image> and <textinput> feedparser files these under the image; any other
+# unprefixed element ends the image for it, and what follows lands on the feed.
+_IMAGE_CHILDREN = frozenset({"title", "link", "description", "url", "href", "width", "height"})
+_TEXTINPUT_CHILDREN = frozenset({"title", "link", "description", "name"})
+_SOURCE_ROUTES = (
+    _DESCRIPTIONS | _SUMMARIES | _CONTENTS
+    | {"abstract", "body", "xhtml_body", "item", "entry", "source", "channel", "feed", "rss",
+       "image", "textinput", "itunes_owner"}
+)  # fmt: skip
+_HTML_TYPES = frozenset({"application/xhtml+xml", "text/html"})
+_SUMMARY_TYPES = _HTML_TYPES | {"text/plain"}
+_C1_CONTROLS = re.compile("[\x80-\x9f]")
+_LINK_ENTITY = re.compile("&([A-Za-z0-9_]+);")
+_DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
+_ENTITY = re.compile(rb"<!ENTITY", re.IGNORECASE)
+# <!ENTITY name "text"> with at most 1024 characters of plain text and character references,
+# or the W3C's XHTML entity sets by public id (old feeds declare them to get &eacute; & co;
+# feedparser knows the names and fetches nothing).
+_SIMPLE_ENTITY = re.compile(
+    rb"<!ENTITY\s+[^\s%\"'<>]+\s+"
+    rb"(?:\"(?:[^\"&<%]|&#[0-9]+;|&#x[0-9a-fA-F]+;){0,1024}\""
+    rb"|'(?:[^'&<%]|&#[0-9]+;|&#x[0-9a-fA-F]+;){0,1024}')\s*>"
+    rb"|<!ENTITY\s+%\s+\w+\s+PUBLIC\s+\"-//W3C//ENTITIES [\w ]+ for XHTML//EN\"\s+"
+    rb"\"http://www\.w3\.org/TR/xhtml1/DTD/xhtml-(?:lat1|special|symbol)\.ent\"\s*>"
+)
+_FIRST_ELEMENT = re.compile(rb"<[A-Za-z_]")
+# Dates and URLs in the forms nearly every feed uses, for which the result of feedparser's
+# _parse_date and _urljoin is known without running them (they cost microseconds per call,
+# several times per entry). Anything else goes through feedparser's own functions.
+_W3DTF = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)", re.ASCII
+)
+_RFC822 = re.compile(
+    r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?(\d\d?) "
+    r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) (\d\d):(\d\d):(\d\d) "
+    r"([+-]\d{4}|GMT|UT|Z)",
+    re.ASCII,
+)
+_MONTHS = {
+    "Jan": 1, "Feb": 2, "Mar": 3, "Apr": 4, "May": 5, "Jun": 6,
+    "Jul": 7, "Aug": 8, "Sep": 9, "Oct": 10, "Nov": 11, "Dec": 12,
+}  # fmt: skip
+# An absolute http(s) URL that urljoin returns unchanged: ASCII, a plain host, no params, no
+# fragment, no empty query (urlunparse would drop "?", "#" and ";" marks).
+_PLAIN_URL = re.compile(
+    r"https?://[A-Za-z0-9.-]+(?::\d+)?(?:/[^\s?#;\[\]]*)?(?:\?[^\s#;\[\]]+)?", re.ASCII
+)
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+# Element tag -> (feedparser's name for it, our handler or None). Tags of unknown namespaces are
+# not kept: feedparser names those by the prefix each document declares.
+_TAGS: dict[str, tuple[str, Any]] = {}
+_MAX_TAGS = 10_000
+
+
+class _Parsers(threading.local):
+    # One per thread: lxml lets one parse at a time run on a parser object.
+    def __init__(self) -> None:
+        self.strict = etree.XMLParser(
+            resolve_entities=False,  # with no_network and load_dtd: no XXE, no billion laughs
+            no_network=True,
+            load_dtd=False,
+            huge_tree=False,  # libxml2's limits on text node size and depth stay on
+            collect_ids=False,
+            remove_comments=True,  # feedparser ignores them; text around one is one string
+            remove_pis=True,
+            strip_cdata=True,
+        )
+
+
+_PARSERS = _Parsers()
+
+
+def _feedparser_text(value: str) -> str:
+    """What feedparser does to every string it stores (mixin.pop), after stripping."""
+    if value.isascii():
+        return value
+    with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
+        # Undo UTF-8 read as ISO-8859-1, as feedparser does.
+        value = value.encode("iso-8859-1").decode("utf-8")
+    if _C1_CONTROLS.search(value):
+        value = value.translate(_cp1252)
+    return value
+
+
+def _date(value: str) -> time.struct_time | None:
+    """feedparser's _parse_date(value)."""
+    match = _W3DTF.fullmatch(value)
+    if match:
+        # What _parse_date_w3dtf, the first handler feedparser tries, computes.
+        year, month, day, hour, minute, second, zone = match.groups()
+        sign = -1 if zone[0] == "-" else 1
+        offset = (sign * int(zone[1:3]), sign * int(zone[4:6])) if zone != "Z" else (0, 0)
+    else:
+        match = _RFC822.fullmatch(value)
+        if not match:
+            return _parse_date(value)
+        # W3DTF rejects these (no four-digit year first); _parse_date_rfc822 computes this.
+        day, month, year, hour, minute, second, zone = match.groups()
+        month = str(_MONTHS[month])
+        if zone[0] in "+-":
+            sign = -1 if zone[0] == "-" else 1
+            offset = (sign * int(zone[1:3]), sign * int(zone[3:5]))
+        else:
+            offset = (0, 0)
+    try:
+        stamp = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))  # noqa: DTZ001
+        return (stamp - timedelta(hours=offset[0], minutes=offset[1])).utctimetuple()
+    except (OverflowError, ValueError):
+        return _parse_date(value)  # out of range: feedparser goes on to its other handlers
+
+
+def _resolve(base: str, uri: str) -> str:
+    """feedparser's _urljoin(base or "", uri), which resolves links and ids."""
+    if _PLAIN_URL.fullmatch(uri) and uri.isascii():
+        return uri
+    scheme = _SCHEME.match(uri)
+    if scheme and scheme.group(1).lower() not in uses_relative and "://" not in uri:
+        return uri  # tag:, urn:, mailto: ...: urljoin returns them as they are
+    return _urljoin(base or "", uri)
+
+
+def _map_content_type(value: str) -> str:
+    value = value.lower()
+    return {"text": "text/plain", "plain": "text/plain", "html": "text/html"}.get(
+        value, "application/xhtml+xml" if value == "xhtml" else value
     )
+
+
+class _Item:
+    """What feedparser keeps of one entry, for the fields we read."""
+
+    __slots__ = (
+        "author",
+        "author_detail",
+        "content",
+        "depth",
+        "id",
+        "link",
+        "published",
+        "summary",
+        "summary_base",
+        "title",
+        "updated",
+    )
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.link: str | None = None
+        self.title: str | None = None
+        self.summary: str | None = None
+        self.summary_base = ""
+        self.content: tuple[str, str] | None = None  # the first one: (value, base)
+        self.author: str | None = None
+        # The last <author>'s name/email/href, or None before the first <author> starts.
+        self.author_detail: dict[str, str] | None = None
+        self.published: time.struct_time | None = None
+        self.updated: time.struct_time | None = None
+        # feedparser's property_depth_map: a value from a deeper element does not replace one
+        # from a shallower element.
+        self.depth: dict[str, int] = {}
+
+    def keep(self, key: str, depth: int) -> bool:
+        """Whether a value for `key` from an element at `depth` replaces the one held."""
+        old = self.depth.get(key)
+        if old is None or depth <= old:
+            self.depth[key] = depth
+            return True
+        return False
+
+
+class _FastReader:
+    """Reads a tree as feedparser's SAX handlers read the same document (feedparser 6.0.14,
+    feedparser/mixin.py and namespaces/_base.py), for the elements that decide our fields."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base = base_url  # feedparser's self.baseuri
+        self.base_stack: list[str] = []
+        self.depth = 0
+        self.version = ""
+        self.in_feed = False
+        self.item: _Item | None = None
+        self.items: list[_Item] = []
+        self.title_depth = -1
+        self.has_content = False
+        self.guid_is_link = False
+        self.feed_summary = False
+        self.feed_title: str | None = None
+        self.feed_link: str | None = None
+        self.feed_ttl: str | None = None
+        self.tracking_base = False
+
+    def read(self, body: bytes) -> ParsedFeed:
+        first = _FIRST_ELEMENT.search(body)
+        if _DOCTYPE.search(body, 0, first.start() if first else len(body)):
+            _refuse_hostile_entities(body)
+            # feedparser drops the DOCTYPE, keeps simple entities and never fetches a DTD.
+            raise Routed("the document has a DOCTYPE")
+        try:
+            root = etree.fromstring(body, parser=_PARSERS.strict)
+        except etree.XMLSyntaxError as exc:
+            if _ENTITY.search(body):  # a DTD the look at the head missed (after a comment)
+                _refuse_hostile_entities(body)
+            if "Excessive depth" in str(exc):
+                raise NotAFeed(
+                    f"the document nests elements deeper than any feed does ({exc})"
+                ) from exc
+            raise Routed(f"the document is not well-formed XML ({exc})") from exc
+        if root is None:
+            raise Routed("the document has no root element")
+        if root.getroottree().docinfo.doctype:
+            _refuse_hostile_entities(body)
+            raise Routed("the document has a DOCTYPE")
+        tag = root.tag
+        if tag == "rss":
+            self.version = "rss20"
+        elif tag == f"{{{_ATOM}}}feed":
+            self.version = "atom10"
+        elif tag == f"{{{_RDF}}}RDF" and root.find(f"{{{_RSS1}}}channel") is not None:
+            self.version = "rss10"
+        else:
+            raise Routed(f"the root element is {tag}, not RSS 2.0, Atom 1.0 or RSS 1.0")
+        if b"base" in body:  # else no element has xml:base and the base stays the feed URL
+            self.tracking_base = True
+            self._visit = self._visit_tracking_base  # type: ignore[method-assign]
+        self._visit(root)
+        return ParsedFeed(
+            title=html_to_text(self.feed_title or "")[:300],
+            site_url=_clip_url(self.feed_link or ""),
+            entries=_usable(self._entry(item) for item in self.items[:MAX_ENTRIES]),
+            ttl_seconds=_ttl_seconds(self.feed_ttl),
+            parser="fast",
+        )
+
+    @staticmethod
+    def _entry(item: _Item) -> ParsedEntry:
+        raw_html, base = item.content or (item.summary or "", item.summary_base)
+        # XML cannot hold NUL characters, so these need no _str().
+        return _entry(
+            guid=item.id or "",
+            link=item.link or "",
+            title=item.title or "",
+            raw_html=raw_html,
+            base=base,
+            author=item.author or "",
+            published=item.published or item.updated,
+        )
+
+    # Walking the tree: feedparser's unknown_starttag / unknown_endtag.
+
+    def _visit(self, el: Any) -> None:
+        self.depth += 1
+        name, handler = _TAGS.get(el.tag) or self._lookup(el)
+        if handler is not None:
+            handler(self, el, name)
+        elif len(el):
+            self._children(el)
+        self.depth -= 1
+
+    def _visit_tracking_base(self, el: Any) -> None:
+        """_visit, keeping xml:base as feedparser does (unknown_starttag/unknown_endtag)."""
+        base = el.get(_XML_BASE)
+        if base is None:
+            base = el.get("base")
+        if base:
+            if self.base:
+                self.base = make_safe_absolute_uri(self.base, base) or self.base
+            else:
+                self.base = _urljoin(self.base, base)
+        self.base_stack.append(self.base)
+        _FastReader._visit(self, el)
+        self.base_stack.pop()
+        # feedparser goes back to the parent's base only if that one is not empty.
+        if self.base_stack and self.base_stack[-1]:
+            self.base = self.base_stack[-1]
+
+    def _children(self, el: Any) -> None:
+        if not self.tracking_base:
+            # _visit for each child, inlined: this loop runs for every element of the feed.
+            self.depth += 1
+            for child in el:
+                name, handler = _TAGS.get(child.tag) or self._lookup(child)
+                if handler is not None:
+                    handler(self, child, name)
+                elif len(child):
+                    self._children(child)
+            self.depth -= 1
+        else:
+            for child in el:
+                self._visit(child)
+
+    @classmethod
+    def _name(cls, el: Any) -> str:
+        return cls._lookup(el)[0]
+
+    @staticmethod
+    def _lookup(el: Any) -> tuple[str, Any]:
+        tag = el.tag
+        known = _TAGS.get(tag)
+        if known is not None:
+            return known
+        if tag[0] != "{":
+            name = tag.lower()
+        else:
+            uri, _, local = tag[1:].partition("}")
+            low = uri.lower()
+            prefix = "" if "backend.userland.com/rss" in low else _NS_PREFIX.get(low)
+            if prefix is None:
+                # An unknown namespace: feedparser names the element by the declared prefix.
+                given = (el.prefix or "").lower()
+                if given in _READ_PREFIXES:
+                    raise Routed(f"the prefix {given}: is bound to {uri}")
+                name = f"{given}_{local.lower()}" if given else local.lower()
+                return name, _HANDLERS.get(name)
+            name = f"{prefix}_{local.lower()}" if prefix else local.lower()
+        if len(_TAGS) >= _MAX_TAGS:
+            _TAGS.clear()
+        known = _TAGS[tag] = (name, _HANDLERS.get(name))
+        return known
+
+    # Text as feedparser's pop() returns it.
+
+    def _text(self, el: Any, name: str) -> str:
+        if len(el):
+            raise Routed(f"<{name}> holds elements")
+        return _feedparser_text((el.text or "").strip())
+
+    def _content_text(self, el: Any, name: str, default_type: str) -> str:
+        """The value of an element feedparser reads with push_content: text or inline XHTML."""
+        if not el.items():  # the defaults are text types
+            if len(el):
+                raise Routed(f"<{name}> holds elements")
+            return _feedparser_text((el.text or "").strip())
+        attrs = _attrs(el)
+        content_type = _map_content_type(attrs.get("type", default_type))
+        if attrs.get("mode") == "base64" or not (
+            content_type.startswith("text/") or content_type.endswith(("+xml", "/xml"))
+        ):
+            raise Routed(f"<{name}> is base64-encoded")
+        if content_type != "application/xhtml+xml":
+            return self._text(el, name)
+        pieces: list[str] = []
+        if el.text:
+            pieces.append(xml_escape(el.text))
+        self._xhtml(el, pieces)
+        if self.version == "atom10":
+            # feedparser drops a <div> that wraps all of the content.
+            while len(pieces) > 1 and not pieces[-1].strip():
+                del pieces[-1]
+            while len(pieces) > 1 and not pieces[0].strip():
+                del pieces[0]
+            if (
+                pieces
+                and (pieces[0] == "<div>" or pieces[0].startswith("<div "))
+                and pieces[-1] == "</div>"
+                and _wraps_all(pieces)
+            ):
+                pieces = pieces[1:-1]
+        # As _void_end_tags does to feedparser's value.
+        return _feedparser_text("".join(pieces).strip()).replace("</br>", "")
+
+    def _xhtml(self, el: Any, pieces: list[str]) -> None:
+        for child in el:
+            name = self._name(child)
+            local = child.tag.rpartition("}")[2].lower()
+            if name in _END_HANDLERS or local in ("svg", "math"):
+                raise Routed(f"inline XHTML holds <{name}>, which feedparser treats specially")
+            attrs = "".join(
+                f' {key}="{xml_escape(value, {chr(34): "&quot;"})}"'
+                for key, value in _attrs(child).items()
+            )
+            pieces.append(f"<{local}{attrs}>")
+            if child.text:
+                pieces.append(xml_escape(child.text))
+            self._xhtml(child, pieces)
+            pieces.append(f"</{local}>")
+            if child.tail:
+                pieces.append(xml_escape(child.tail))
+
+    # Handlers: feedparser's _start_* / _end_* for the elements that decide our fields.
+
+    def _feed(self, el: Any, name: str) -> None:
+        if self.item is not None:
+            raise Routed(f"<{name}> inside an entry")
+        if name == "channel" and _cdf(el):
+            raise Routed("a CDF channel")
+        self.in_feed = True
+        self._children(el)
+        self.in_feed = False
+
+    def _rss(self, el: Any, name: str) -> None:
+        if self.depth != 1:
+            raise Routed("an <rss> element below the root")
+        self._children(el)
+
+    def _item(self, el: Any, name: str) -> None:
+        if self.item is not None:
+            raise Routed(f"an <{name}> inside an entry")
+        item = self.item = _Item()
+        self.items.append(item)
+        self.guid_is_link = False
+        self.title_depth = -1
+        if el.items():
+            if _cdf(el):
+                raise Routed("a CDF item")
+            about = el.get(_RDF_ABOUT)
+            if about:
+                item.id = about
+        self._children(el)
+        self.item = None
+        self.has_content = False
+
+    def _title(self, el: Any, name: str) -> None:
+        value = self._content_text(el, name, "text/plain")
+        title_depth = self.title_depth
+        if not (-1 < self.title_depth <= self.depth):
+            if self.item is not None:
+                if self.item.keep("title", self.depth):
+                    self.item.title = value
+            elif self.in_feed:
+                self.feed_title = value
+        if value:
+            self.title_depth = self.depth
+        if name == "media_title":
+            self.title_depth = title_depth
+
+    def _link(self, el: Any, name: str) -> None:
+        attrs = _attrs(el) if el.items() else {}
+        rel = attrs.get("rel", "alternate")
+        link_type = attrs.get("type", "application/atom+xml" if rel == "self" else "text/html")
+        href = attrs.get("url", attrs.get("uri", attrs.get("href")))
+        if href:
+            href = _resolve(self.base, href)
+            if rel == "alternate" and _map_content_type(link_type) in _HTML_TYPES:
+                if self.item is not None:
+                    self.item.link = href
+                else:
+                    self.feed_link = href
+            self._children(el)
+            return
+        value = self._text(el, name)
+        if value:
+            value = _feedparser_text(_resolve(self.base, (el.text or "").strip()))
+        if self.item is not None:
+            if "&" in value:
+                value = _LINK_ENTITY.sub(r"&\g<1>", value.replace("&amp;", "&"))
+            self.item.link = value
+        elif self.in_feed:
+            self.feed_link = _LINK_ENTITY.sub(r"&\g<1>", value) if "&" in value else value
+
+    def _guid(self, el: Any, name: str) -> None:
+        self.guid_is_link = not el.items() or _attrs(el).get("ispermalink", "true") == "true"
+        value = self._text(el, name)
+        if value and self.guid_is_link:
+            value = _feedparser_text(_resolve(self.base, (el.text or "").strip()))
+        item = self.item
+        if item is None:
+            # _save('link', ...) fills the feed's link, whether or not inside <channel>.
+            if self.guid_is_link and self.feed_link is None:
+                self.feed_link = value
+            return
+        if item.keep("id", self.depth):
+            item.id = value
+        if self.guid_is_link and item.link is None:
+            item.link = value
+
+    def _description(self, el: Any, name: str) -> None:
+        item = self.item
+        has_summary = self.feed_summary if item is None else item.summary is not None
+        if has_summary and not self.has_content:
+            # feedparser reads a second summary or description as content.
+            self._content(el, "content")
+            return
+        default = "text/html" if name in _DESCRIPTIONS else "text/plain"
+        value = self._content_text(el, name, default)
+        if item is not None:
+            if item.keep("summary", self.depth):
+                item.summary, item.summary_base = value, self.base
+        elif self.in_feed and name in _SUMMARIES:
+            self.feed_summary = True
+
+    def _content(self, el: Any, name: str) -> None:
+        self.has_content = True
+        default = "text/html" if name in ("content_encoded", "fullitem") else "text/plain"
+        value = self._content_text(el, name, default)
+        # _end_content copies text and HTML content to the summary, if there is none yet.
+        content_type = _attrs(el).get("type", default) if el.items() else default
+        to_summary = _map_content_type(content_type) in _SUMMARY_TYPES
+        item = self.item
+        if item is None:
+            if to_summary:  # _save('summary') on the feed, inside <channel> or not
+                self.feed_summary = True
+            return
+        if item.content is None:
+            item.content = (value, self.base)
+        if to_summary and item.summary is None:
+            item.summary, item.summary_base = value, self.base  # no depth recorded
+
+    def _author(self, el: Any, name: str) -> None:
+        item = self.item
+        if item is None:
+            self._skip(el, name)
+            return
+        item.author_detail = {}
+        pieces = [el.text or ""]
+        for child in el:
+            child_name = self._name(child)
+            part = _AUTHOR_PARTS.get(child_name)
+            if part is not None:
+                self._author_part(child, part)
+            elif child_name in _HANDLERS or len(child):
+                raise Routed(f"<{name}> holds <{child_name}>")
+            elif len(child.attrib):
+                # feedparser keeps an unknown element with attributes (Blogger's <gd:image>)
+                # as a dictionary and reads its text as part of the enclosing element.
+                pieces.append(child.text or "")
+            pieces.append(child.tail or "")
+        value = _feedparser_text("".join(pieces).strip())
+        if item.keep("author", self.depth):
+            item.author = value
+        self._sync_author(item)
+
+    def _author_part(self, el: Any, part: str) -> None:
+        # Only whether a name, an email or a link was given matters, and the name and email.
+        value = self._text(el, part)
+        item = self.item
+        assert item is not None and item.author_detail is not None
+        self._sync_author(item)
+        item.author_detail[part] = value
+
+    @staticmethod
+    def _sync_author(item: _Item) -> None:
+        detail = item.author_detail
+        if detail:
+            name, email = detail.get("name"), detail.get("email")
+            if name and email:
+                item.author = f"{name} ({email})"
+            elif name:
+                item.author = name
+            elif email:
+                item.author = email
+
+    def _date(self, el: Any, name: str) -> None:
+        value = _date(self._text(el, name))
+        if self.item is not None:
+            if name in _PUBLISHED:
+                self.item.published = value
+            else:
+                self.item.updated = value
+
+    def _ttl(self, el: Any, name: str) -> None:
+        value = self._text(el, name)
+        if self.item is None and self.in_feed:
+            self.feed_ttl = value
+
+    def _source(self, el: Any, name: str) -> None:
+        # What is inside goes to entry.source; only its titles leave a trace (title_depth).
+        self.title_depth = -1
+        self._source_titles(el, self.depth)
+
+    def _source_titles(self, el: Any, depth: int) -> None:
+        for child in el:
+            name = self._name(child)
+            if name in _TITLES:
+                if self._content_text(child, name, "text/plain") and name != "media_title":
+                    self.title_depth = depth + 1
+            elif name in _OTHER_TEXTS:
+                self._other_text(child, name)
+            elif name in _SOURCE_ROUTES:
+                raise Routed(f"<{name}> inside <source>")
+            else:
+                self._source_titles(child, depth + 1)
+
+    def _image(self, el: Any, name: str) -> None:
+        allowed = _IMAGE_CHILDREN if name == "image" else _TEXTINPUT_CHILDREN
+        if self.item is not None and len(el):
+            raise Routed(f"an <{name}> with elements inside an entry")
+        self.title_depth = -1
+        for child in el:
+            child_name = self._name(child)
+            if child_name not in allowed:
+                raise Routed(f"<{child_name}> inside <{name}>")
+            if len(child):
+                raise Routed(f"<{child_name}> inside <{name}> holds elements")
+            if child_name == "title" and _feedparser_text((child.text or "").strip()):
+                self.title_depth = self.depth + 1
+
+    def _skip(self, el: Any, name: str) -> None:
+        """An element whose content feedparser files away from our fields."""
+        for descendant in el.iterdescendants():
+            if self._name(descendant) in ("item", "entry"):
+                raise Routed(f"an entry inside <{name}>")
+
+    def _other_text(self, el: Any, name: str) -> None:
+        if len(el):
+            self._content_text(el, name, "text/plain")  # routes anything feedparser would act on
+
+    def _owner(self, el: Any, name: str) -> None:
+        if self.item is not None:
+            raise Routed(f"<{name}> inside an entry")
+        self._skip(el, name)
+
+    def _unexpected(self, el: Any, name: str) -> None:
+        raise Routed(f"<{name}>, which the fast reader does not read")
+
+
+def _refuse_hostile_entities(body: bytes) -> None:
+    """NotAFeed for a DTD that declares an entity other than a short text or an XHTML entity
+    set: external (XXE: a file or URL), a parameter entity, or one made of other entities
+    (billion laughs)."""
+    declared = len(_ENTITY.findall(body))
+    if declared and len(_SIMPLE_ENTITY.findall(body)) != declared:
+        raise NotAFeed(
+            "the feed's DOCTYPE declares XML entities that are external, parameter entities or "
+            "built from other entities (the XXE and billion-laughs patterns); it is not read"
+        )
+
+
+def _cdf(el: Any) -> bool:
+    attrs = _attrs(el)
+    return "lastmod" in attrs or "href" in attrs
+
+
+def _wraps_all(pieces: list[str]) -> bool:
+    # The loop from feedparser's pop(): the first <div> closes only at the last piece.
+    depth = 0
+    for piece in pieces[:-1]:
+        if piece.startswith("</"):
+            depth -= 1
+            if depth == 0:
+                return False
+        elif piece.startswith("<") and not piece.endswith("/>"):
+            depth += 1
+    return True
+
+
+def _attrs(el: Any) -> dict[str, str]:
+    """An element's attributes as feedparser sees them: names lower-cased and prefixed as it
+    prefixes namespaces, values of rel and type lower-cased."""
+    attrs = {}
+    for key, value in el.items():
+        if key[0] == "{":
+            uri, _, local = key[1:].partition("}")
+            prefix = _NS_PREFIX.get(uri.lower())
+            key = f"{prefix}:{local}" if prefix else local
+        key = key.lower()
+        attrs[key] = value.lower() if key in ("rel", "type") else value
+    return attrs
+
+
+def _dispatch() -> dict[str, Any]:
+    table: dict[str, Any] = {}
+    for names, handler in (
+        ({"channel", "feed"}, _FastReader._feed),
+        ({"rss"}, _FastReader._rss),
+        ({"item", "entry"}, _FastReader._item),
+        (_TITLES, _FastReader._title),
+        ({"link"}, _FastReader._link),
+        ({"guid", "id"}, _FastReader._guid),
+        (_DESCRIPTIONS | _SUMMARIES, _FastReader._description),
+        (_CONTENTS, _FastReader._content),
+        (_AUTHORS, _FastReader._author),
+        (_PUBLISHED | _UPDATED, _FastReader._date),
+        ({"ttl"}, _FastReader._ttl),
+        ({"source"}, _FastReader._source),
+        ({"image", "textinput"}, _FastReader._image),
+        (_OTHER_TEXTS, _FastReader._other_text),
+        (
+            {"contributor", "dc_contributor", "webmaster", "dc_publisher", "language",
+             "dc_language"},
+            _FastReader._skip,
+        ),
+        ({"itunes_owner"}, _FastReader._owner),
+        ({"abstract", "body", "xhtml_body"}, _FastReader._unexpected),
+    ):  # fmt: skip
+        table.update(dict.fromkeys(names, handler))
+    return table
+
+
+_HANDLERS = _dispatch()
+
+
+# --- JSON Feed ------------------------------------------------------------------------------
 
 
 def _parse_json_feed(body: bytes) -> ParsedFeed:
@@ -130,7 +948,9 @@ def _parse_json_feed(body: bytes) -> ParsedFeed:
         if not isinstance(item, dict):
             continue
         raw_html = _str(item.get("content_html"))
-        text = html_to_text(raw_html) if raw_html else _str(item.get("content_text"))
+        html, text = clean_fragment(raw_html)
+        if not raw_html:
+            text = _str(item.get("content_text"))
         authors = item.get("authors") or ([item["author"]] if item.get("author") else [])
         author = next(
             (_str(a.get("name")) for a in authors if isinstance(a, dict) and a.get("name")), ""
@@ -141,7 +961,7 @@ def _parse_json_feed(body: bytes) -> ParsedFeed:
                 url=_clip_url(_str(item.get("url"))),
                 title=html_to_text(_str(item.get("title"))),
                 text=text,
-                html=sanitize_html(raw_html),
+                html=html,
                 author=author,
                 published_at=_iso_date(item.get("date_published") or item.get("date_modified")),
             )
@@ -150,7 +970,11 @@ def _parse_json_feed(body: bytes) -> ParsedFeed:
         title=_str(data.get("title"))[:300],
         site_url=_clip_url(_str(data.get("home_page_url"))),
         entries=_usable(entries),
+        parser="json",
     )
+
+
+# --- Shared ---------------------------------------------------------------------------------
 
 
 def make_entry(
@@ -166,6 +990,7 @@ def make_entry(
     """One entry, sanitized fields in; the identity is computed here. Readers of every kind
     (feeds, t.me pages, web pages, the Telegram gateway) build their entries with this."""
     url = clean_link(url)
+    title = title[:_MAX_TITLE]
     content_hash = hashlib.sha256(f"{title}\n{text}".encode()).hexdigest()
     # Identity ladder: the publisher's id, else the link, else what the item says.
     external_id = guid.strip() or url or f"sha256:{content_hash}"
@@ -197,8 +1022,16 @@ def _clip_url(url: str) -> str:
 
 
 def _str(value: object) -> str:
-    # PostgreSQL text cannot hold NUL: one such character would fail every poll of the source.
-    return value.replace("\x00", "") if isinstance(value, str) else ""
+    # PostgreSQL text cannot hold NUL or a lone surrogate (JSON "\ud800", or a character
+    # reference feedparser's lenient parser decodes): one would fail every poll of the source.
+    if not isinstance(value, str):
+        return ""
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            value = value.encode(errors="replace").decode()
+    return value.replace("\x00", "")
 
 
 def _iso_date(value: object) -> datetime | None:
@@ -206,6 +1039,6 @@ def _iso_date(value: object) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (OverflowError, ValueError):  # not ISO 8601, or out of range once in UTC
         return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from feeds.parsing import NotAFeed, ParsedEntry, parse_feed
-from feeds.sanitize import html_to_text, sanitize_html
+from feeds.sanitize import clean_fragment, html_to_text, sanitize_html
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "feeds"
 RSS_URL = "https://news.example/feed.xml"
@@ -336,3 +337,140 @@ def test_it_turns_html_into_readable_text():
 
     assert html_to_text(html) == "Title\nOne & two\nThree\nfour"
     assert html_to_text("") == ""
+
+
+def test_it_resolves_relative_links_and_images_only_against_an_http_base():
+    html = '<a href="../up">u</a><img src="i.png"><a href="mailto:x@y.example">m</a>'
+
+    assert sanitize_html(html, base_url="https://news.example/a/b/") == (
+        '<a href="https://news.example/a/up" rel="noopener noreferrer nofollow">u</a>'
+        '<img src="https://news.example/a/b/i.png">'
+        '<a href="mailto:x@y.example" rel="noopener noreferrer nofollow">m</a>'
+    )
+    assert 'href="../up"' in sanitize_html(html, base_url="ftp://files.example/")
+    assert 'href="../up"' in sanitize_html(html)
+
+
+# --- One nh3 pass for both the HTML and the text -------------------------------------------
+
+FRAGMENTS = [
+    "<h1>Title</h1><p>One &amp; two</p><p>Three<br>four</p><script>x()</script>",
+    "<p>a<p>b<ul><li>one<li>two</ul>",  # implied end tags: no line break in html_to_text
+    "<div>a</div><div>b</div>x</div>y",
+    "<pre>\n\nif (a &lt; b) {<br>  go();\n}</pre><p>after</p>",
+    "<table><tr><td>a</td></tr><p>fostered</p></table>tail",
+    "<b>bold<p>misnested</b> paragraph</p>",
+    "<a title='x</p>y'>attr</a><textarea>t</p>u</textarea><!-- c</p> -->",
+    "Plain text > with\u00a0no-break spaces,\ttabs  and\n\n\n\nlines ",
+    "\ufeffbyte order mark first",
+    "carriage\rreturns\r\nhere",
+    "<P>UPPER</P ><BR/>case",
+    "form\x0cfeed <b>and</b> markup",
+    "",
+]
+
+
+@pytest.mark.parametrize("fragment", FRAGMENTS)
+def test_it_gives_html_to_text_and_sanitize_html_from_one_pass(fragment):
+    html, text = clean_fragment(fragment, base_url="https://news.example/")
+
+    assert text == html_to_text(fragment)
+    assert html == sanitize_html(fragment, base_url="https://news.example/").strip()
+
+
+@pytest.mark.parametrize("fragment", ["<p><b>x</p><p>y</p>", '<p><a href="/a">x</p><p>y</p>'])
+def test_it_reopens_misnested_formatting_where_the_text_breaks_lines(fragment):
+    # The line break html_to_text adds after </p> makes the HTML parser re-open <b> or <a>
+    # there instead of inside the next paragraph: the same text in the same elements.
+    html, text = clean_fragment(fragment)
+    tags = re.compile(r"<(\w+)")
+
+    assert text == html_to_text(fragment) == "x\ny"
+    assert sorted(tags.findall(html)) == sorted(tags.findall(sanitize_html(fragment)))
+    assert html_to_text(html) == html_to_text(sanitize_html(fragment))
+
+
+def test_it_keeps_line_breaks_inside_pre_as_written():
+    html, text = clean_fragment("<pre>line<br>next\nlast</pre>")
+
+    assert html == "<pre>line<br>next\nlast</pre>"
+    assert text == "line\nnext\nlast"
+
+
+# --- Hostile XML ----------------------------------------------------------------------------
+
+
+def _rss_with(doctype: str, title: str) -> bytes:
+    return (
+        f'<?xml version="1.0"?>{doctype}<rss version="2.0"><channel><title>t</title>'
+        f"<item><title>{title}</title><link>https://news.example/x</link></item>"
+        "</channel></rss>"
+    ).encode()
+
+
+def _billion_laughs() -> str:
+    levels = "".join(
+        f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(2, 10)
+    )  # 10^9 "lol" if expanded
+    return f'<!DOCTYPE lolz [<!ENTITY lol1 "lol">{levels}]>'
+
+
+def test_it_refuses_an_external_entity_and_reads_no_file():
+    body = _rss_with('<!DOCTYPE r [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>', "a &xxe; b")
+
+    with pytest.raises(NotAFeed, match="XXE") as refused:
+        parse_feed(body, content_type="application/rss+xml")
+    assert "root:" not in str(refused.value)
+
+
+def test_it_fetches_nothing_a_document_points_to(feed_server):
+    dtd = feed_server.serve("/evil.dtd", b'<!ENTITY leak "LEAKED">', content_type="text/plain")
+    text = feed_server.serve("/secret", b"LEAKED", content_type="text/plain")
+    refused = [
+        _rss_with(f'<!DOCTYPE r [<!ENTITY xxe SYSTEM "{text}">]>', "a &xxe; b"),
+        _rss_with(f'<!DOCTYPE r [<!ENTITY % p SYSTEM "{dtd}"> %p;]>', "a &leak; b"),
+    ]
+    for body in refused:
+        with pytest.raises(NotAFeed, match="XXE"):
+            parse_feed(body)
+    # An external DTD alone (as RSS 0.91 feeds declare) is read without it.
+    parsed = parse_feed(_rss_with(f'<!DOCTYPE rss SYSTEM "{dtd}">', "a &leak; b"))
+
+    assert [e.title for e in parsed.entries] == ["a b"]
+    assert "LEAKED" not in repr(parsed)
+    assert feed_server.requests == []
+
+
+@pytest.mark.parametrize("hidden", [False, True], ids=["in_the_head", "behind_a_comment"])
+def test_it_refuses_billion_laughs(hidden):
+    comment = "<!-- an <a> in a comment ends a look at the head early -->" if hidden else ""
+
+    with pytest.raises(NotAFeed, match="billion-laughs"):
+        parse_feed(_rss_with(comment + _billion_laughs(), "&lol9;"))
+
+
+def test_it_refuses_one_large_entity_used_many_times():
+    doctype = f'<!DOCTYPE r [<!ENTITY big "{"x" * 50_000}">]>'
+
+    with pytest.raises(NotAFeed, match="XXE"):
+        parse_feed(_rss_with(doctype, "&big;" * 2000))  # 100 MB if expanded
+
+
+def test_it_reads_a_text_node_larger_than_the_strict_parser_allows():
+    # libxml2 without huge_tree stops at 10 MB text nodes; feedparser reads the document.
+    body = _rss_with("", "Big").replace(
+        b"</title>", b"</title><description>" + b"a" * 10_500_000 + b"</description>"
+    )
+
+    parsed = parse_feed(body)
+
+    assert parsed.parser == "feedparser"
+    assert "not well-formed" in parsed.routed
+    assert [len(e.text) for e in parsed.entries] == [10_500_000]
+
+
+def test_it_refuses_nesting_deeper_than_any_feed():
+    body = _rss_with("", "Deep" + "<x>" * 5000 + "</x>" * 5000)
+
+    with pytest.raises(NotAFeed, match="deeper than any feed"):
+        parse_feed(body)
