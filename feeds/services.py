@@ -39,6 +39,7 @@ from feeds.models import (
 from feeds.parsing import NotAFeed, ParsedEntry
 from feeds.readers import ReadResult, reader_for
 from feeds.validation import normalize_source_url, validate_source_url
+from infatium.logging import log_context
 from realtime import outbox
 
 logger = logging.getLogger(__name__)
@@ -195,9 +196,10 @@ def _read(source: Source) -> _Outcome:
     """Network and parsing only; failures are kept for `_record`."""
     outcome = _Outcome(started_at=timezone.now(), started=time.monotonic())
     try:
-        outcome.read = reader_for(source.kind)(
-            source, lambda ids: known_external_ids(source.id, ids)
-        )
+        with log_context(source_id=source.id):  # also in the pool's threads
+            outcome.read = reader_for(source.kind)(
+                source, lambda ids: known_external_ids(source.id, ids)
+            )
     except Exception as exc:
         outcome.error = exc
     return outcome
@@ -211,6 +213,11 @@ def _read_in_thread(source: Source) -> _Outcome:
 
 
 def _record(source: Source, token: str, outcome: _Outcome) -> list[int]:
+    with log_context(source_id=source.id):
+        return _record_poll(source, token, outcome)
+
+
+def _record_poll(source: Source, token: str, outcome: _Outcome) -> list[int]:
     log = PollLog(source=source, started_at=outcome.started_at)
     read = outcome.read or ReadResult()
     started = outcome.started
@@ -297,11 +304,17 @@ def store_entries(source: Source, entries: list[ParsedEntry], *, log: PollLog) -
     same_item = (
         Q(external_id__in=list(by_ext)) | Q(link_key__in=unique_links) | Q(content_hash__in=hashes)
     )
-    rows = RawPost.objects.filter(source=source).filter(same_item)
+    # A source that never stored anything (a new one, an OPML import) has nothing to match.
+    fresh = (
+        source.last_new_item_at is None
+        and not RawPost.objects.filter(source=source).exists()
+        and not Tombstone.objects.filter(source=source).exists()
+    )
+    rows = RawPost.objects.none() if fresh else RawPost.objects.filter(source=source)
     stored_ext: dict[str, tuple[int, str, str]] = {}
     stored_link: dict[str, tuple[int, str, str]] = {}
     stored_hash: dict[str, tuple[int, str, str]] = {}
-    for raw_id, ext, link, chash, title in rows.values_list(
+    for raw_id, ext, link, chash, title in rows.filter(same_item).values_list(
         "id", "external_id", "link_key", "content_hash", "title"
     ):
         row = (raw_id, chash, title)
@@ -313,7 +326,7 @@ def store_entries(source: Source, entries: list[ParsedEntry], *, log: PollLog) -
     tomb_link: set[str] = set()
     tomb_hash: set[str] = set()
     for ext, link, chash in (
-        Tombstone.objects.filter(source=source)
+        (Tombstone.objects.none() if fresh else Tombstone.objects.filter(source=source))
         .filter(
             Q(external_id__in=list(by_ext))
             | Q(link_key__in=list(unique_links))
@@ -348,28 +361,33 @@ def store_entries(source: Source, entries: list[ParsedEntry], *, log: PollLog) -
 
     now = timezone.now()
     if new:
-        RawPost.objects.bulk_create(
-            [
-                RawPost(
-                    source=source,
-                    poll=log,
-                    external_id=entry.external_id,
-                    url=entry.url,
-                    title=entry.title,
-                    text=entry.text,
-                    html=entry.html,
-                    author=entry.author,
-                    published_at=entry.published_at,
-                    fetched_at=now,
-                    content_hash=entry.content_hash,
-                    link_key=entry.link_key,
-                )
-                for entry in new
-            ],
-            ignore_conflicts=True,  # a concurrent store of the same item: keep the first copy
-        )
-        # Rows that already existed keep the poll that first stored them: exactly ours.
-        created = list(RawPost.objects.filter(poll=log).select_related("source").order_by("id"))
+        rows_to_add = [
+            RawPost(
+                source=source,
+                poll=log,
+                external_id=entry.external_id,
+                url=entry.url,
+                title=entry.title,
+                text=entry.text,
+                html=entry.html,
+                author=entry.author,
+                published_at=entry.published_at,
+                fetched_at=now,
+                content_hash=entry.content_hash,
+                link_key=entry.link_key,
+            )
+            for entry in new
+        ]
+        try:
+            # The usual case: nobody stored these meanwhile, and the ids come back with the
+            # INSERT (no second read of what was just written).
+            with transaction.atomic():
+                created = RawPost.objects.bulk_create(rows_to_add)
+        except IntegrityError:
+            # A concurrent store of the same items (the gateway and a poll): keep the first
+            # copies; rows that already existed keep the poll that stored them.
+            RawPost.objects.bulk_create(rows_to_add, ignore_conflicts=True)
+            created = list(RawPost.objects.filter(poll=log).select_related("source").order_by("id"))
         outbox.record_raw_posts_created(created)
         stored.new_ids = [raw.id for raw in created]
     for raw_id, (entry, old_title) in edits.items():
@@ -690,6 +708,7 @@ def _log_poll(source: Source, log: PollLog) -> None:
         log.items_updated,
         log.duration_ms,
         f" error={log.error}" + (" (outage)" if log.outage else "") if failed else "",
+        extra={"source_id": source.id},  # batched 304s are logged outside _record's context
     )
 
 

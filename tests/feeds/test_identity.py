@@ -185,7 +185,7 @@ def test_ingest_stores_new_and_edited_items_once_and_advances_the_cursor(feed_se
         return make_entry(
             guid=str(msg_id), url=f"https://t.me/example/{msg_id}", title=text, text=text,
             html=text, author="", published_at=None,
-        )  # fmt: skip
+        )
 
     first = services.ingest(source_id=source.id, entries=[entry(5, "a"), entry(6, "b")], cursor=6)
     again = services.ingest(source_id=source.id, entries=[entry(5, "a"), entry(6, "b")], cursor=6)
@@ -199,3 +199,49 @@ def test_ingest_stores_new_and_edited_items_once_and_advances_the_cursor(feed_se
     assert services.record_deletions(source_id=source.id, external_ids=["5", "99"]) == 1
     assert RawPost.objects.get(source=source, external_id="5").deleted_at is not None
     assert services.record_deletions(source_id=source.id, external_ids=["5"]) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_stores_of_the_same_items_keep_one_copy_each():
+    import threading
+
+    from django.db import connection
+
+    from feeds.parsing import make_entry
+
+    source = Source.objects.create(kind="telegram", url="https://t.me/racing")
+    entries = [
+        make_entry(
+            guid=str(n),
+            url=f"https://t.me/racing/{n}",
+            title=f"Post {n}",
+            text=f"text {n}",
+            html="",
+            author="",
+            published_at=None,
+        )
+        for n in range(1, 31)
+    ]
+    start = threading.Barrier(2)
+    results: list[services.Stored] = []
+    errors: list[BaseException] = []
+
+    def store() -> None:
+        try:
+            start.wait(timeout=10)
+            results.append(services.ingest(source_id=source.id, entries=entries))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=store) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert errors == []
+    assert RawPost.objects.filter(source=source).count() == 30
+    new = [raw_id for stored in results for raw_id in stored.new_ids]
+    assert sorted(new) == sorted(RawPost.objects.values_list("id", flat=True))  # each once
