@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 QUEUES = "poll,process,agents"
+FLOWER_CONFIG = Path(__file__).resolve().parent / "flowerconfig.py"
 
 
 def web(*, port: int, host: str = "127.0.0.1", access_log: bool = True) -> list[str]:
@@ -36,9 +37,11 @@ def beat(*, schedule_file: Path) -> list[str]:
 
 
 def flower(*, port: int, host: str = "127.0.0.1") -> list[str]:
+    # Basic auth from FLOWER_BASIC_AUTH, through the config file (not the command line, which
+    # any local user can read); Prometheus metrics at /metrics.
     return [
         sys.executable, "-m", "celery", "-A", "infatium", "flower",
-        f"--address={host}", f"--port={port}",
+        f"--address={host}", f"--port={port}", f"--conf={FLOWER_CONFIG}",
     ]  # fmt: skip
 
 

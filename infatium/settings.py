@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -42,7 +43,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin; its index shows the system's health (infatium.admin_site).
+    "infatium.apps.InfatiumAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -61,6 +63,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # /healthz and /readyz answer before host checks and sessions (probes use the container's
+    # own address, not a public host name).
+    "infatium.middleware.ProbeMiddleware",
+    # X-Request-ID in and out; the id is in every log line of the request (infatium.logging).
+    "infatium.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -80,7 +87,7 @@ ASGI_APPLICATION = "infatium.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "infatium" / "templates"],  # the admin index (infatium.admin_site)
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -186,11 +193,17 @@ CELERY_TASK_ROUTES = {
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120, minimum=1)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 150, minimum=2)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Reconnects when the broker goes away with acks_late tasks unacknowledged (infatium.celery).
+CELERY_WORKER_CONSUMER = "infatium.celery:Consumer"
 CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower shows tasks live
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 POLL_DISPATCH_SECONDS = env_float("POLL_DISPATCH_SECONDS", 5.0, minimum=0.1)
+# Raw posts whose processing did not finish (lost task, killed worker) are re-queued after this,
+# by a sweep every half of it (at most every minute): lost work waits 1.5 times this at most.
+PROCESS_RETRY_AFTER_SECONDS = env_int("PROCESS_RETRY_AFTER_SECONDS", 120, minimum=1)
+_SWEEP_SECONDS = min(60.0, max(1.0, PROCESS_RETRY_AFTER_SECONDS / 2))
 CELERY_BEAT_SCHEDULE = {
     "dispatch-due-sources": {
         "task": "feeds.tasks.dispatch_due_sources",
@@ -201,8 +214,8 @@ CELERY_BEAT_SCHEDULE = {
     },
     "sweep-unprocessed-raw-posts": {
         "task": "processing.tasks.sweep_unprocessed",
-        "schedule": 60.0,
-        "options": {"expires": 60.0},
+        "schedule": _SWEEP_SECONDS,
+        "options": {"expires": _SWEEP_SECONDS},
     },
     "purge-raw-posts": {
         "task": "feeds.tasks.purge_raw_posts",
@@ -295,8 +308,6 @@ POLL_BATCH_SIZE = env_int("POLL_BATCH_SIZE", 20, minimum=1)
 POLL_THREADS = env_int("POLL_THREADS", 8, minimum=1)
 # How long a claimed poll may run before the dispatcher treats it as lost and polls again.
 POLL_LEASE_SECONDS = CELERY_TASK_TIME_LIMIT + 30
-# Raw posts whose processing did not finish (lost task, killed worker) are re-queued after this.
-PROCESS_RETRY_AFTER_SECONDS = env_int("PROCESS_RETRY_AFTER_SECONDS", 120, minimum=1)
 FEED_BACKFILL_LIMIT = env_int("FEED_BACKFILL_LIMIT", 50, minimum=0)
 # Near-duplicate posts published within this many hours of each other form one story.
 STORY_WINDOW_HOURS = env_int("STORY_WINDOW_HOURS", 48, minimum=1)
@@ -362,10 +373,24 @@ NATS_INGEST_DURABLE = env_str("NATS_INGEST_DURABLE", "infatium-ingest")
 NATS_INGEST_MAX_DELIVER = env_int("NATS_INGEST_MAX_DELIVER", 5, minimum=1)
 NATS_INGEST_ACK_WAIT_SECONDS = env_float("NATS_INGEST_ACK_WAIT_SECONDS", 30.0, minimum=1.0)
 NATS_INGEST_BATCH = env_int("NATS_INGEST_BATCH", 100, minimum=1)
+
+# --- Observability ----------------------------------------------------------------------
+# Errors to Sentry or GlitchTip (any Sentry-compatible DSN); unset: off. See infatium.sentry.
 SENTRY_DSN = env_str("SENTRY_DSN")
+SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", "development" if DEBUG else "production")
+# Release tag; unset: the git commit of this checkout if there is one, else the version.
+SENTRY_RELEASE = env_str("SENTRY_RELEASE")
+# Share of requests and tasks traced for performance monitoring (0: errors only).
+SENTRY_TRACES_SAMPLE_RATE = env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0, minimum=0.0)
+if SENTRY_TRACES_SAMPLE_RATE > 1:
+    add_error(f"SENTRY_TRACES_SAMPLE_RATE={SENTRY_TRACES_SAMPLE_RATE} is above 1 (a share: 0..1)")
 # Bearer token for /metrics (Prometheus); staff sessions can read it too. Unset: staff only.
 METRICS_TOKEN = env_str("METRICS_TOKEN")
-SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", "development" if DEBUG else "production")
+# Flower's HTTP basic auth, user:password; required when DEBUG is off (checked by Flower's own
+# configuration, infatium/flowerconfig.py, so other processes start without it).
+FLOWER_BASIC_AUTH = env_str("FLOWER_BASIC_AUTH")
+if FLOWER_BASIC_AUTH and not re.fullmatch(r"[^:]+:.+", FLOWER_BASIC_AUTH):
+    add_error("FLOWER_BASIC_AUTH must be user:password")
 
 # --- AI agents (agents/) ----------------------------------------------------------------
 # Without LLM_MODEL every agent runs the offline default (BM25 relevance, TextRank summary,
@@ -507,14 +532,42 @@ LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in logging.getLevelNamesMapping():
     add_error(f"LOG_LEVEL={LOG_LEVEL!r} is not a logging level (DEBUG, INFO, WARNING, ERROR)")
     LOG_LEVEL = "INFO"
+# json: one JSON object per line (for a log collector); text: readable lines.
+LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG else "json").lower()
+if LOG_FORMAT not in ("json", "text"):
+    add_error(f"LOG_FORMAT={LOG_FORMAT!r} is not json or text")
+    LOG_FORMAT = "json"
+# Every process (web, worker, beat, bridge, gateway) logs through this one handler: context ids
+# and redaction of credentials (infatium.logging). Celery applies it from its setup_logging
+# signal; uvicorn's loggers are routed to it too.
+LOGGING_CONFIG = "infatium.logging.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "context": {"()": "infatium.logging.ContextFilter"},
+        "redact": {"()": "infatium.logging.RedactFilter"},
+    },
+    "formatters": {
+        "json": {"()": "infatium.logging.JsonFormatter"},
+        "text": {"()": "infatium.logging.TextFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context", "redact"],
+        },
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's default handlers would print its records a second time.
+        "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
         "django.db.backends": {"level": "INFO"},
+        # uvicorn set up handlers of its own before it imported Django (infatium.logging.configure
+        # keeps --no-access-log). Its WebSocket lines carry ?ticket=, redacted here.
+        "uvicorn": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "uvicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
     },
@@ -523,13 +576,11 @@ LOGGING = {
 raise_collected_errors()
 
 if SENTRY_DSN:
-    import sentry_sdk
-    from sentry_sdk.integrations.celery import CeleryIntegration
-    from sentry_sdk.integrations.django import DjangoIntegration
+    from infatium.sentry import init_sentry
 
-    sentry_sdk.init(
+    init_sentry(
         dsn=SENTRY_DSN,
         environment=SENTRY_ENVIRONMENT,
-        integrations=[DjangoIntegration(), CeleryIntegration()],
-        send_default_pii=False,
+        release=SENTRY_RELEASE,
+        traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
     )

@@ -132,6 +132,16 @@ def _nats(var: Path) -> Service | None:
     return nats
 
 
+def flower_auth(credentials: str) -> str:
+    """Flower's basic auth: FLOWER_BASIC_AUTH(_FILE) when set, else the admin's login (the line
+    `manage.py ensure_admin` prints: "admin login: <user> / <password>"). Says which."""
+    if os.environ.get("FLOWER_BASIC_AUTH") or os.environ.get("FLOWER_BASIC_AUTH_FILE"):
+        return "login from FLOWER_BASIC_AUTH"
+    user, _, password = credentials.removeprefix("admin login:").strip().partition(" / ")
+    os.environ["FLOWER_BASIC_AUTH"] = f"{user}:{password}"
+    return "same login as the admin"
+
+
 def telegram_configured() -> bool:
     """The gateway runs only with all three credentials (each may come from NAME_FILE); without
     them public channels are read from their t.me web preview by the normal poll."""
@@ -171,6 +181,7 @@ def main() -> int:
     say("migrating the database")
     manage("migrate", "--noinput")
     credentials = manage("ensure_admin").splitlines()[-1]
+    flower_login = flower_auth(credentials)
     if demo:
         say(manage("seed_demo", "--base-url", f"http://127.0.0.1:{demo_port}"))
 
@@ -199,7 +210,10 @@ def main() -> int:
             time.sleep(0.2)
         say("")
         say(f"Infatium is running. Admin: http://127.0.0.1:{web_port}/admin/  ({credentials})")
-        say(f"WebSocket: ws://127.0.0.1:{web_port}/ws/   Flower: http://127.0.0.1:{flower_port}/")
+        say(
+            f"WebSocket: ws://127.0.0.1:{web_port}/ws/   Flower: http://127.0.0.1:{flower_port}/"
+            f"  ({flower_login})"
+        )
         if demo:
             say(
                 f"Demo feeds: http://127.0.0.1:{demo_port}/live.xml gains an item every "

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -19,10 +21,15 @@ from tests.support.stack import REPO, free_port, wait_for
 pytestmark = pytest.mark.e2e
 
 
-def _get(url: str) -> int:
+def _get(url: str, *, login: str = "") -> int:
+    request = urllib.request.Request(url)
+    if login:
+        request.add_header("Authorization", "Basic " + base64.b64encode(login.encode()).decode())
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:
             return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
     except OSError:
         return 0
 
@@ -71,7 +78,9 @@ def test_it_runs_the_whole_system_and_stops_on_ctrl_c(tmp_path, redis_client):
             timeout=90,
             what="the admin login page",
         )
-        wait_for(lambda: _get(f"http://127.0.0.1:{flower}/") == 200, timeout=60, what="Flower")
+        # Flower asks for the admin's login.
+        wait_for(lambda: _get(f"http://127.0.0.1:{flower}/") == 401, timeout=60, what="Flower")
+        assert _get(f"http://127.0.0.1:{flower}/", login="admin:a-test-password-1") == 200
         first = wait_for(
             lambda: _posts(tmp_path / "var" / "infatium.sqlite3"), timeout=60, what="demo posts"
         )

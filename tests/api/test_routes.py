@@ -19,6 +19,7 @@ from tests.api.factories import FeedFactory, PostFactory, RawPostFactory, Source
 # Routes anyone may call, and why. Everything else must answer 401/403 to an anonymous client.
 ANONYMOUS_ALLOWED = {
     "healthz": "liveness probe",
+    "readyz": "readiness probe (says which dependency is down, not why)",
     "api:schema": "describes the API, holds no data",
     "api:docs": "Swagger UI for the schema",
     "api:auth-token": "where a client signs in",
