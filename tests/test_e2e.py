@@ -43,7 +43,7 @@ async def _receive_for(ws, seconds: float) -> list[dict]:
 
 def test_it_pushes_a_new_feed_item_to_the_websocket_client_exactly_once(stack, feed_server, owner):
     url = feed_server.serve("/news.xml", rss(("item-1", "First story")))
-    source = Source.objects.create(url=url, poll_interval=1)
+    source = Source.objects.create(url=url, poll_interval=1, adaptive=False)
     feed = Feed.objects.create(owner=owner, name="Everything")
     feed.sources.add(source)
     # The first poll stores the existing item; it reaches the feed before anyone listens.
