@@ -17,4 +17,4 @@ RUN useradd --system --uid 1000 --home-dir /app infatium \
 USER infatium
 
 EXPOSE 8000
-CMD ["python", "-m", "uvicorn", "infatium.asgi:application", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["python", "-m", "uvicorn", "infatium.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--lifespan", "off", "--ws", "websockets-sansio", "--ws-max-size", "65536", "--ws-per-message-deflate", "false"]

@@ -17,6 +17,9 @@ def web(*, port: int, host: str = "127.0.0.1", access_log: bool = True) -> list[
         # The protocol's own limit (WS_MAX_MESSAGE_BYTES) is far lower; this stops a huge frame
         # before it is buffered at all.
         "--ws-max-size", "65536",
+        # Compression costs a third of the server's CPU per delivery and cannot be shared
+        # between connections: one encoded post is written as is to every subscriber.
+        "--ws-per-message-deflate", "false",
     ]  # fmt: skip
     return command if access_log else [*command, "--no-access-log"]
 

@@ -1,7 +1,8 @@
 """Open WebSocket connections per user, counted in Redis so every web process sees them all.
 
 Each connection is a member of a sorted set scored by its expiry; a crashed process's entries
-fall out once they expire instead of blocking the user forever.
+fall out once they expire instead of blocking the user forever. Every open connection is also in
+one set for all users (realtime.counters.OPEN_KEY), which /metrics counts.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import time
 
 import redis.asyncio as aioredis
 from django.conf import settings
+
+from realtime import counters
 
 _LEASE_SECONDS = 3600
 _clients: dict[int, aioredis.Redis] = {}
@@ -31,22 +34,28 @@ def _key(user_id: int) -> str:
     return f"infatium:ws:connections:{int(user_id)}"
 
 
-async def register(user_id: int, channel_name: str) -> bool:
+async def register(user_id: int, connection_id: str) -> bool:
     """Record a new connection; False (and nothing recorded) when the user is at the limit."""
     now = time.time()
     key = _key(user_id)
     client = _client()
     async with client.pipeline(transaction=True) as pipe:
         pipe.zremrangebyscore(key, "-inf", now)
-        pipe.zadd(key, {channel_name: now + _LEASE_SECONDS})
+        pipe.zadd(key, {connection_id: now + _LEASE_SECONDS})
         pipe.zcard(key)
         pipe.expire(key, _LEASE_SECONDS)
-        _, _, count, _ = await pipe.execute()
+        pipe.zadd(
+            counters.OPEN_KEY, {counters.open_member(user_id, connection_id): now + _LEASE_SECONDS}
+        )
+        _, _, count, _, _ = await pipe.execute()
     if count > settings.WS_MAX_CONNECTIONS_PER_USER:
-        await client.zrem(key, channel_name)
+        await unregister(user_id, connection_id)
         return False
     return True
 
 
-async def unregister(user_id: int, channel_name: str) -> None:
-    await _client().zrem(_key(user_id), channel_name)
+async def unregister(user_id: int, connection_id: str) -> None:
+    async with _client().pipeline(transaction=False) as pipe:
+        pipe.zrem(_key(user_id), connection_id)
+        pipe.zrem(counters.OPEN_KEY, counters.open_member(user_id, connection_id))
+        await pipe.execute()

@@ -81,6 +81,11 @@
         cursor = Math.max(cursor, message.cursor);
       } else if (message.type === "error" && message.code === "too_far_behind") {
         reload();
+      } else if (message.type === "error" && message.code === "lagging" && message.feed === feedId) {
+        // The server dropped this page's subscription (it read too slowly): resume from the
+        // last post it delivered, which replays the rest with no gap and no duplicate.
+        cursor = Math.max(cursor, message.cursor);
+        mine.send(JSON.stringify({ type: "subscribe", feed: feedId, since: cursor }));
       }
     };
     socket.onclose = () => {
