@@ -39,6 +39,7 @@ from feeds.models import (
 from feeds.parsing import NotAFeed, ParsedEntry
 from feeds.readers import ReadResult, reader_for
 from feeds.validation import normalize_source_url, validate_source_url
+from infatium.db import bulk_insert
 from infatium.logging import log_context
 from realtime import outbox
 
@@ -382,10 +383,12 @@ def store_entries(source: Source, entries: list[ParsedEntry], *, log: PollLog) -
             # The usual case: nobody stored these meanwhile, and the ids come back with the
             # INSERT (no second read of what was just written).
             with transaction.atomic():
-                created = RawPost.objects.bulk_create(rows_to_add)
+                created = bulk_insert(RawPost, rows_to_add)
         except IntegrityError:
             # A concurrent store of the same items (the gateway and a poll): keep the first
             # copies; rows that already existed keep the poll that stored them.
+            for row in rows_to_add:
+                row.pk = None  # the ids taken by the failed insert stay unused
             RawPost.objects.bulk_create(rows_to_add, ignore_conflicts=True)
             created = list(RawPost.objects.filter(poll=log).select_related("source").order_by("id"))
         outbox.record_raw_posts_created(created)

@@ -21,6 +21,7 @@ from django.db.models import F, Min, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from infatium.db import bulk_insert
 from realtime import events
 from realtime.models import DeadLetter, OutboxEvent
 
@@ -45,7 +46,7 @@ def record_raw_posts_created(raw_posts: Sequence[RawPost]) -> list[uuid.UUID]:
     for raw in raw_posts:
         event = events.raw_post_created(raw, event_id=events.new_event_id(), occurred_at=now)
         rows.append(_row(event, key=str(raw.source_id), created_at=now))
-    OutboxEvent.objects.bulk_create(rows)
+    bulk_insert(OutboxEvent, rows)
     return [row.id for row in rows]
 
 
@@ -60,7 +61,7 @@ def record_posts_created(posts: Sequence[Post]) -> list[uuid.UUID]:
     for post in posts:
         event = events.post_created(post, event_id=events.new_event_id(), occurred_at=now)
         rows.append(_row(event, key=str(post.raw_post.source_id), created_at=now))
-    OutboxEvent.objects.bulk_create(rows)
+    bulk_insert(OutboxEvent, rows)
     return [row.id for row in rows]
 
 
