@@ -9,6 +9,19 @@ from feeds import admin_opml, services
 from feeds.models import PollLog, RawPost, Source
 from feeds.tasks import enqueue_poll
 
+# What a curator reads of a poll, in the source's inline and in the poll log list.
+POLL_COLUMNS = (
+    "started_at",
+    "status",
+    "http_status",
+    "items_seen",
+    "items_new",
+    "items_updated",
+    "duration_ms",
+    "error_class",
+    "outage",
+)
+
 
 class PollLogInline(admin.TabularInline):
     model = PollLog
@@ -16,18 +29,7 @@ class PollLogInline(admin.TabularInline):
     max_num = 0
     can_delete = False
     ordering = ("-started_at",)
-    fields = (
-        "started_at",
-        "status",
-        "http_status",
-        "items_seen",
-        "items_new",
-        "items_updated",
-        "duration_ms",
-        "error_class",
-        "outage",
-        "error",
-    )
+    fields = (*POLL_COLUMNS, "error")
     readonly_fields = fields
     verbose_name_plural = "Recent polls"
 
@@ -185,18 +187,7 @@ class RawPostAdmin(admin.ModelAdmin):
 
 @admin.register(PollLog)
 class PollLogAdmin(admin.ModelAdmin):
-    list_display = (
-        "source",
-        "started_at",
-        "status",
-        "http_status",
-        "items_seen",
-        "items_new",
-        "items_updated",
-        "duration_ms",
-        "error_class",
-        "outage",
-    )
+    list_display = ("source", *POLL_COLUMNS)
     list_select_related = ("source",)
     list_filter = ("status", "outage", "error_class")
     raw_id_fields = ("source",)

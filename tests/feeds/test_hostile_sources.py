@@ -7,19 +7,11 @@ import tracemalloc
 
 import pytest
 
-from feeds import services
 from feeds.models import PollLog, PollStatus, RawPost, Source
 from feeds.parsing import MAX_ENTRIES
+from tests.feeds.helpers import poll as _poll
 
 pytestmark = pytest.mark.django_db
-
-
-def _poll(source: Source) -> list[int]:
-    claim = services.claim_source_now(source_id=source.id)
-    assert claim is not None
-    ids = services.poll_source(source_id=source.id, token=claim.token)
-    source.refresh_from_db()
-    return ids
 
 
 def _rss(items: str, *, prolog: str = "") -> str:

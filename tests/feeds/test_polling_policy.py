@@ -9,17 +9,10 @@ from django.utils import timezone
 
 from feeds import services
 from feeds.models import PollLog, PollStatus, Source
+from tests.feeds.helpers import poll as _poll
 from tests.support.feedserver import rss
 
 pytestmark = pytest.mark.django_db
-
-
-def _poll(source: Source) -> list[int]:
-    claim = services.claim_source_now(source_id=source.id)
-    assert claim is not None
-    ids = services.poll_source(source_id=source.id, token=claim.token)
-    source.refresh_from_db()
-    return ids
 
 
 def _delay(source: Source) -> float:
