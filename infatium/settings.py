@@ -306,8 +306,12 @@ POLL_DISPATCH_BATCH = env_int("POLL_DISPATCH_BATCH", 200, minimum=1)
 # fuller tasks, so polls are not bound by Celery's tasks per second.
 POLL_BATCH_SIZE = env_int("POLL_BATCH_SIZE", 20, minimum=1)
 POLL_THREADS = env_int("POLL_THREADS", 8, minimum=1)
-# How long a claimed poll may run before the dispatcher treats it as lost and polls again.
-POLL_LEASE_SECONDS = CELERY_TASK_TIME_LIMIT + 30
+# How long a claimed poll may run before the dispatcher treats it as lost and polls again: the
+# longest pause of a source whose poll went with a killed worker or a restarted Redis. Longer
+# than the hard time limit, so a poll still running is not started twice.
+POLL_LEASE_SECONDS = env_int("POLL_LEASE_SECONDS", CELERY_TASK_TIME_LIMIT + 30, minimum=1)
+if POLL_LEASE_SECONDS <= CELERY_TASK_TIME_LIMIT:
+    add_error("POLL_LEASE_SECONDS must be longer than CELERY_TASK_TIME_LIMIT")
 FEED_BACKFILL_LIMIT = env_int("FEED_BACKFILL_LIMIT", 50, minimum=0)
 # Near-duplicate posts published within this many hours of each other form one story.
 STORY_WINDOW_HOURS = env_int("STORY_WINDOW_HOURS", 48, minimum=1)

@@ -17,6 +17,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from feeds.models import RawPost, Source
@@ -188,8 +189,11 @@ def save_posts(drafts: Sequence[PostDraft]) -> list[int]:
 
     Posts of one feed are inserted under a lock on the feed's row, so within a feed ids are
     committed in increasing order: the WebSocket cursor ("posts after id N") then never skips a
-    post that was still uncommitted when a later id was delivered. Locks are taken in id order
-    so two runs cannot deadlock. ON CONFLICT DO NOTHING plus `batch` make a re-run harmless.
+    post that was still uncommitted when a later id was delivered. Each announcement names the
+    feed's post before it, read under the same lock, so a web process can tell a post it never
+    received (its worker died after the commit, or its push came late) from no post at all.
+    Locks are taken in id order so two runs cannot deadlock. ON CONFLICT DO NOTHING plus
+    `batch` make a re-run harmless.
     """
     if not drafts:
         return []
@@ -219,9 +223,28 @@ def save_posts(drafts: Sequence[PostDraft]) -> list[int]:
         Post.objects.filter(batch=batch).select_related("raw_post__source").order_by("id")
     )
     outbox.record_posts_created(created)  # same transaction as the posts (callers' atomic)
-    broadcast.posts_created_on_commit(created)
+    broadcast.posts_created_on_commit(created, previous=_previous_posts(created, batch))
     logger.info("saved %s posts", len(created))
     return [post.id for post in created]
+
+
+def _previous_posts(created: Sequence[Post], batch: uuid.UUID) -> dict[int, int]:
+    """For each feed of `created`, the id of its newest post before them (0: none), in one
+    query. Exact while save_posts holds the feeds' locks: no other run can insert in between."""
+    if not created:
+        return {}
+    newest = (
+        Post.objects.filter(feed_id=OuterRef("pk"))
+        .exclude(batch=batch)
+        .order_by("-id")
+        .values("id")
+    )
+    return {
+        feed_id: last or 0
+        for feed_id, last in Feed.objects.filter(id__in={post.feed_id for post in created})
+        .annotate(last=Subquery(newest[:1]))
+        .values_list("id", "last")
+    }
 
 
 class FeedNameTaken(Exception):
@@ -298,7 +321,7 @@ def update_feed(
     summaries: bool | None = None,
     tags: bool | None = None,
     language: str | None = None,
-    token_budget_daily: int | None | object = KEEP,
+    token_budget_daily: int | object | None = KEEP,
     active: bool | None = None,
 ) -> Feed:
     """Change the given fields of a feed (None: keep; for `token_budget_daily`, where None is a

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from channels.layers import get_channel_layer
@@ -39,11 +39,26 @@ def post_payload(post: Post) -> dict[str, Any]:
     return events.post_payload(post).model_dump(mode="json")
 
 
-def posts_created_on_commit(posts: Sequence[Post]) -> None:
-    """Send one posts.created message per post to its feed's group once the transaction commits."""
+def posts_created_on_commit(
+    posts: Sequence[Post], *, previous: Mapping[int, int] | None = None
+) -> None:
+    """Send one posts.created message per post to its feed's group once the transaction commits.
+
+    `previous` (feed id -> the feed's post before these, 0 for none; `posts` in id order) makes
+    each message carry `after`, the feed's post before it: a hub that never received that one
+    tells its subscribers to catch up from the database (realtime.hub). A push can be lost (the
+    worker dies between the commit and the push) or overtaken by a later post's push.
+    """
     if not posts:
         return
-    messages = [(feed_group(post.feed_id), post_payload(post)) for post in posts]
+    last = dict(previous or {})
+    messages: list[tuple[str, dict[str, Any]]] = []
+    for post in posts:
+        message: dict[str, Any] = {"type": POSTS_CREATED, "post": post_payload(post)}
+        if previous is not None:
+            message["after"] = last.get(post.feed_id, 0)
+            last[post.feed_id] = post.id
+        messages.append((feed_group(post.feed_id), message))
     transaction.on_commit(lambda: _send(messages))
 
 
@@ -77,10 +92,9 @@ def _sender_loop() -> asyncio.AbstractEventLoop:
 
 
 async def _send_all(layer: Any, messages: list[tuple[str, dict[str, Any]]]) -> None:
-    for group, post in messages:
+    for group, message in messages:
         # One message per web process with subscribers; each process's hub (realtime.hub)
         # encodes it once into the frame all its subscribers receive.
-        message = {"type": POSTS_CREATED, "post": post}
         for attempt in range(1, _SEND_ATTEMPTS + 1):
             try:
                 await layer.group_send(group, message)

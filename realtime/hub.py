@@ -45,14 +45,15 @@ def post_frame(feed_id: int, post_id: int, post: dict[str, Any]) -> str:
     return json.dumps({"type": POSTS_CREATED, "feed": feed_id, "cursor": post_id, "post": post})
 
 
-def lagging_frame(feed_id: int, cursor: int) -> str:
+def lagging_frame(feed_id: int, cursor: int, *, why: str = "") -> str:
+    why = why or f"too slow to read feed {feed_id}"
     return json.dumps(
         {
             "type": "error",
             "code": LAGGING,
             "feed": feed_id,
             "cursor": cursor,
-            "message": f"too slow to read feed {feed_id}; subscribe again with since={cursor}",
+            "message": f"{why}; subscribe again with since={cursor}",
         }
     )
 
@@ -60,8 +61,9 @@ def lagging_frame(feed_id: int, cursor: int) -> str:
 @dataclass
 class _Subscription:
     cursor: int = 0
-    # Live posts that arrive while the subscription replays from the database; None once live.
-    held: list[tuple[int, str]] | None = field(default_factory=list)
+    # Live posts (id, frame, the feed's post before it) that arrive while the subscription
+    # replays from the database; None once live.
+    held: list[tuple[int, str, int | None]] | None = field(default_factory=list)
     # Lagged while it was still replaying: the lagging error goes out once `subscribed` has.
     dropped: bool = False
 
@@ -128,11 +130,16 @@ class Subscriber:
         held, subscription.held = subscription.held, None
         self._posts -= len(held)
         subscription.cursor = cursor
-        for post_id, frame in held:
-            if post_id > subscription.cursor:
-                subscription.cursor = post_id
-                self._queue.append((feed_id, frame, None))
-                self._posts += 1
+        # In id order: pushes from different workers may arrive in any order.
+        for post_id, frame, after in sorted(held, key=lambda entry: entry[0]):
+            if post_id <= subscription.cursor:
+                continue  # the database read had it
+            if after is not None and after > subscription.cursor:
+                self._resync(feed_id, subscription)
+                break
+            subscription.cursor = post_id
+            self._queue.append((feed_id, frame, None))
+            self._posts += 1
         self._wake()
 
     async def unsubscribe(self, feed_id: int) -> None:
@@ -148,8 +155,9 @@ class Subscriber:
         for feed_id in feeds:
             await self._hub.leave(feed_id, self)
 
-    def deliver(self, feed_id: int, post_id: int, frame: str) -> None:
-        """Called by the hub for every post of a feed this connection subscribes to."""
+    def deliver(self, feed_id: int, post_id: int, frame: str, after: int | None = None) -> None:
+        """Called by the hub for every post of a feed this connection subscribes to; `after` is
+        the feed's post before this one (None: not known)."""
         subscription = self.subscriptions.get(feed_id)
         if subscription is None or subscription.dropped or self._closed:
             return
@@ -159,10 +167,14 @@ class Subscriber:
             counters.note_lagged()
             self.lag()
             return
-        self._posts += 1
         if subscription.held is not None:
-            subscription.held.append((post_id, frame))
+            self._posts += 1
+            subscription.held.append((post_id, frame, after))
             return
+        if after is not None and after > subscription.cursor:
+            self._resync(feed_id, subscription)
+            return
+        self._posts += 1
         subscription.cursor = post_id
         self._queue.append((feed_id, frame, None))
         self._wake()
@@ -189,6 +201,18 @@ class Subscriber:
             del self.subscriptions[feed_id]
             # Behind the posts already queued, so the cursor is the last one the client gets.
             self._queue.append((0, lagging_frame(feed_id, subscription.cursor), None))
+        self._wake()
+
+    def _resync(self, feed_id: int, subscription: _Subscription) -> None:
+        """A post of the feed before the one at hand never reached this process (its worker
+        died between the commit and the push) or is still on its way (a later post's push
+        overtook it). End the subscription with `lagging` at the cursor sent so far: the client
+        subscribes again with `since` and reads the missing post from the database."""
+        logger.info("feed %s: a post after %s is missing", feed_id, subscription.cursor)
+        del self.subscriptions[feed_id]
+        self._hub.drop(feed_id, self)
+        why = f"a post of feed {feed_id} did not reach this server in order"
+        self._queue.append((0, lagging_frame(feed_id, subscription.cursor, why=why), None))
         self._wake()
 
     def _forget(self, feed_id: int, subscription: _Subscription) -> None:
@@ -324,8 +348,10 @@ class Hub:
             return
         post_id = int(post["id"])
         frame = post_frame(feed_id, post_id, post)
+        after = message.get("after")  # the feed's post before this one (realtime.broadcast)
+        after = None if after is None else int(after)
         for subscriber in tuple(members):
-            subscriber.deliver(feed_id, post_id, frame)
+            subscriber.deliver(feed_id, post_id, frame, after)
 
     def _lag_everyone(self) -> None:
         subscribers = {subscriber for members in self.members.values() for subscriber in members}

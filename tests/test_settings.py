@@ -172,3 +172,13 @@ def test_it_uses_persistent_connections_when_the_pool_is_off(tmp_path):
 
     assert loaded["POOL"] is None
     assert loaded["CONN_MAX_AGE"] == 60
+
+
+def test_it_refuses_a_poll_lease_no_longer_than_the_task_time_limit(tmp_path):
+    # A shorter lease would let the dispatcher start a second poll of a source still polled.
+    result = _settings(
+        tmp_path, SECRET_KEY=GOOD_KEY, CELERY_TASK_TIME_LIMIT="60", POLL_LEASE_SECONDS="60"
+    )
+
+    assert result.returncode != 0
+    assert "POLL_LEASE_SECONDS must be longer than CELERY_TASK_TIME_LIMIT" in result.stderr
