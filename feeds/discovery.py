@@ -71,7 +71,10 @@ def discover_feeds(
     found = _dedupe(strong + weak)
     if found:
         return found
-    host = (urlsplit(base_url).hostname or "").lower()
+    try:
+        host = (urlsplit(base_url).hostname or "").lower()
+    except ValueError:  # a page URL that does not parse has no links "on its own host"
+        return []
     anchors: list[str] = []
     for count, anchor in enumerate(doc.iter("a")):
         if count >= _MAX_ELEMENTS:
@@ -147,6 +150,9 @@ def _absolute(base: str, href: str) -> str | None:
     except ValueError:
         return None
     if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
+        return None
+    # lxml keeps control characters in attribute values; no client fetches such a URL.
+    if any(ord(char) < 0x20 or char == "\x7f" for char in url):
         return None
     return url
 

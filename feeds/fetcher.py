@@ -63,6 +63,24 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 # IPv4-compatible IPv6 (RFC 4291, deprecated): nothing legitimate lives there.
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+# The IANA special-purpose registries' blocks that are not globally reachable, with
+# documentation, benchmarking, deprecated-relay and future-use space (a few reachable anycast
+# addresses inside them, 192.0.0.9 or 2001:1::1, serve no feeds). Listed here rather than left
+# to ipaddress, whose tables changed in patch releases (CVE-2024-4032: before 3.11.10 it calls
+# 192.0.0.8, 3fff::1 and 6to4 global), so the decision is the same on every Python.
+_SPECIAL_PURPOSE = tuple(
+    ipaddress.ip_network(block)
+    for block in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+        "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
+        "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4", "::/128", "::1/128",
+        "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32", "2002::/16", "3fff::/20",
+        "5f00::/16", "fc00::/7", "fe80::/10",
+    )
+)  # fmt: skip
+# IPv6 global unicast (RFC 4291): the only IPv6 space routed on the internet; the rest of the
+# address space is reserved (ipaddress calls some of it global: ::1:0:0, 4000::1).
+_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
 _REFUSED_KINDS = "private, loopback and link-local addresses are not fetched"
 
 
@@ -199,9 +217,13 @@ def refusal_reason(address: IPAddress) -> str | None:
             return "local-use NAT64 address"
         if address.is_site_local:
             return "site-local address"
+        if nat64 is not None:
+            return None  # a public IPv4 address, through the NAT64 gateway of an IPv6-only host
+    special = any(address in block for block in _SPECIAL_PURPOSE)
+    reserved_v6 = isinstance(address, ipaddress.IPv6Address) and address not in _GLOBAL_UNICAST
     # is_global is False for private, loopback, link-local, shared (CGNAT), reserved and
     # unspecified ranges; multicast is global but never a feed.
-    if address.is_global and not address.is_multicast:
+    if address.is_global and not (address.is_multicast or special or reserved_v6):
         return None
     for kind, applies in (
         ("unspecified", address.is_unspecified),
@@ -211,6 +233,8 @@ def refusal_reason(address: IPAddress) -> str | None:
         ("shared (CGNAT)", address in _SHARED),
         ("reserved", address.is_reserved),
         ("private", address.is_private),
+        ("reserved", reserved_v6),
+        ("special-purpose", special),
     ):
         if applies:
             return f"{kind} address"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import calendar
 import contextlib
 import hashlib
+import io
 import json
 import re
 import threading
@@ -104,7 +105,9 @@ def parse_with_feedparser(body: bytes, *, content_type: str = "", base_url: str 
     """The reference reader: feedparser, then the same field handling as the fast reader."""
     try:
         parsed = feedparser.parse(
-            body,
+            # A file object, never the bytes: feedparser tries bytes or str it is given as a
+            # file name first, so a body of "/etc/passwd" or "/dev/zero" would be read from disk.
+            io.BytesIO(body),
             response_headers={"content-location": base_url} if base_url else None,
             # nh3 with our own allow-list, and our own resolution of relative links in the HTML
             # (feedparser's rewrites the markup on the way), exactly as on the fast path.
@@ -952,6 +955,8 @@ def _parse_json_feed(body: bytes) -> ParsedFeed:
         if not raw_html:
             text = _str(item.get("content_text"))
         authors = item.get("authors") or ([item["author"]] if item.get("author") else [])
+        if not isinstance(authors, list):
+            authors = []  # a number, a string, true: nothing to read a name from
         author = next(
             (_str(a.get("name")) for a in authors if isinstance(a, dict) and a.get("name")), ""
         )

@@ -57,6 +57,8 @@ _MARKUP = re.compile("[<&\r\x00\ufeff]")
 def sanitize_html(fragment: str, *, base_url: str = "") -> str:
     """Keep only allow-listed tags, attributes and URL schemes; drop scripts with their text.
     Relative link and image URLs are resolved against `base_url` when it is an http(s) URL."""
+    # html5ever drops one byte order mark at the start: dropping them all keeps this idempotent.
+    fragment = fragment.lstrip("\ufeff") if fragment else ""
     return _cleaner_for(base_url).clean(fragment) if fragment else ""
 
 
@@ -74,6 +76,7 @@ def clean_fragment(fragment: str, *, base_url: str = "") -> tuple[str, str]:
     `html_to_text(fragment)`. The HTML is `sanitize_html(fragment, base_url=base_url)` without
     whitespace around it; where the markup is misnested the HTML parser may re-open formatting
     elements at other points, which renders the same."""
+    fragment = fragment.lstrip("\ufeff") if fragment else ""  # as in sanitize_html
     if not fragment:
         return "", ""
     if not _MARKUP.search(fragment) and _MARK not in fragment:

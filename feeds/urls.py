@@ -10,7 +10,7 @@ same article.
 from __future__ import annotations
 
 import hashlib
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 # Exact names; prefixes below. Lower-case comparison.
 TRACKING_PARAMS = frozenset(
@@ -53,7 +53,9 @@ def is_tracking_param(name: str) -> bool:
 
 
 def clean_link(url: str) -> str:
-    """`url` without tracking parameters; '' stays ''; a link that does not parse is kept."""
+    """`url` without tracking parameters; '' stays ''; a link that does not parse is kept.
+    The other parameters stay byte for byte as they were: decoding and re-encoding them would
+    change what some servers receive (%FF is not %EF%BF%BD, nor "a b" "a+b")."""
     if not url:
         return ""
     try:
@@ -62,11 +64,11 @@ def clean_link(url: str) -> str:
         return url
     if not parts.query:
         return url
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    kept = [(k, v) for k, v in pairs if not is_tracking_param(k)]
-    if len(kept) == len(pairs):
+    segments = parts.query.split("&")
+    kept = [s for s in segments if not is_tracking_param(unquote_plus(s.partition("=")[0]))]
+    if len(kept) == len(segments):
         return url
-    return urlunsplit(parts._replace(query=urlencode(kept)))
+    return urlunsplit(parts._replace(query="&".join(kept)))
 
 
 def canonical_link(url: str) -> str:
@@ -84,6 +86,8 @@ def canonical_link(url: str) -> str:
     host = (parts.hostname or "").rstrip(".")
     if host.startswith("www."):
         host = host[4:]
+    if ":" in host:  # an IPv6 literal keeps its brackets, or the result does not parse
+        host = f"[{host}]"
     netloc = host if port in (None, 80, 443) else f"{host}:{port}"
     query = urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)))
     path = parts.path or "/"

@@ -34,6 +34,7 @@ ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
 _USERNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _PRIVATE = "channel is private or does not exist"
 _LAYOUT = "t.me preview layout not recognised"
+_MAX_ID_DIGITS = 19  # 2**63 - 1 has 19 digits
 
 
 @dataclass
@@ -142,17 +143,28 @@ def _post_id(bubble: lxml.html.HtmlElement) -> int:
     if post is None:
         raise NotAFeed(f"{_LAYOUT}: a message has no data-post attribute")
     _, _, number = post.rpartition("/")
-    if not number.isdigit():
-        raise NotAFeed(f"{_LAYOUT}: data-post={post!r} is not <channel>/<message id>")
+    if not _is_message_id(number):
+        raise NotAFeed(f"{_LAYOUT}: data-post={post[:100]!r} is not <channel>/<message id>")
     return int(number)
+
+
+def _is_message_id(text: str) -> bool:
+    # ASCII digits only (str.isdigit also takes "²", which int() refuses), and few enough of
+    # them: Telegram's ids are 64-bit, and an id must stay an id once stored (make_entry hashes
+    # ids over 512 characters, and int() refuses over 4300 digits).
+    return text.isascii() and text.isdigit() and len(text) <= _MAX_ID_DIGITS
 
 
 def _album_ids(bubble: lxml.html.HtmlElement) -> list[int]:
     """Ids of an album's parts: each part links to https://t.me/<name>/<id>?single."""
     ids = []
     for link in bubble.cssselect(".tgme_widget_message_grouped_wrap a[href]"):
-        last = urlsplit(link.get("href", "")).path.rstrip("/").rpartition("/")[2]
-        if last.isdigit():
+        try:
+            path = urlsplit(link.get("href", "")).path
+        except ValueError:  # e.g. an unbalanced "[" in the host
+            continue
+        last = path.rstrip("/").rpartition("/")[2]
+        if _is_message_id(last):
             ids.append(int(last))
     return ids
 
@@ -202,7 +214,10 @@ def _inner_html(node: lxml.html.HtmlElement | None, username: str) -> str:
         emoji.drop_tag()
     for link in node.cssselect("a[href]"):
         # Since 2024 t.me escapes & twice in hrefs; hashtags link relative to the page.
-        link.set("href", urljoin(page, link.get("href", "").replace("&amp;", "&")))
+        try:
+            link.set("href", urljoin(page, link.get("href", "").replace("&amp;", "&")))
+        except ValueError:  # a control character lxml refuses, or a host urljoin cannot parse
+            del link.attrib["href"]
     parts = [escape(node.text or "", quote=False)]
     parts.extend(lxml.html.tostring(child, encoding="unicode") for child in node)
     return "".join(parts)
@@ -254,9 +269,10 @@ def _date(bubble: lxml.html.HtmlElement) -> datetime | None:
         return None
     try:
         value = datetime.fromisoformat(node.get("datetime", "").replace("Z", "+00:00"))
-    except ValueError:
+        # An offset can move the time past year 9999 or before year 1 (OverflowError).
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _first(node: lxml.html.HtmlElement, selector: str) -> lxml.html.HtmlElement | None:
