@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: run test lint check-python
+.PHONY: run test chaos lint check-python
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
@@ -25,6 +25,18 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) scripts/services.py run --need postgres,redis,nats -- $(PY) -m pytest $(PYTEST_ARGS)
 
+## Only the chaos scenario (also part of `make test`): workers, Redis, NATS and database
+## connections killed under load, then exact counts. It starts its own Redis and NATS.
+chaos: $(STAMP)
+	$(PY) scripts/services.py run --need postgres -- $(PY) -m pytest -m chaos tests/chaos $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+## End-to-end benchmark (2-4 minutes): the real processes, local feeds, WebSocket and NATS
+## clients; prints throughput, latency, CPU and memory, and a one-line summary last.
+.PHONY: bench
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(PY) scripts/services.py run --need postgres -- $(PY) bench/e2e.py $(BENCH_ARGS)

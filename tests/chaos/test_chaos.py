@@ -258,6 +258,13 @@ class Scenario:
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
             (count,) = cursor.fetchone()
+        # That also ended this test process's other pooled connections, which the pool would
+        # hand out later (to the tests after this one) as "the connection is closed": start a
+        # new pool.
+        connection.close()
+        close_pool = getattr(connection, "close_pool", None)
+        if close_pool is not None:
+            close_pool()
         self.timeline.note(f"terminated {count} database connections")
 
     # --- draining ---------------------------------------------------------------------------
