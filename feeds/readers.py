@@ -12,11 +12,12 @@ article links), each with a message the curator can act on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from feeds.fetcher import fetch
+from feeds.fetcher import FetchResult, fetch
 from feeds.parsing import NotAFeed, ParsedEntry, parse_feed
 
 if TYPE_CHECKING:
@@ -42,13 +43,15 @@ class ReadResult:
     cursor: int | None = None
 
 
-def read_feed(source: Source, known: Known) -> ReadResult:
-    """RSS, Atom, RDF and JSON Feed, with conditional GET."""
+def fetch_source(source: Source, *, accept: str | None = None) -> tuple[FetchResult, ReadResult]:
+    """Conditional GET of the source's URL with its User-Agent, and the ReadResult that answer
+    starts (status, size, validators, freshness)."""
     result = fetch(
         source.url,
         etag=source.etag,
         last_modified=source.last_modified,
         user_agent=source.user_agent or None,
+        accept=accept,
     )
     read = ReadResult(
         http_status=result.status_code,
@@ -56,17 +59,30 @@ def read_feed(source: Source, known: Known) -> ReadResult:
         etag=result.etag,
         last_modified=result.last_modified,
         min_interval=result.cache_seconds,
+        not_modified=result.not_modified,
     )
-    if result.not_modified:
-        read.not_modified = True
-        return read
+    return result, read
+
+
+@contextmanager
+def answered(result: FetchResult) -> Iterator[None]:
+    """The poll log keeps what the server answered, even when it was not what the kind expects:
+    a NotAFeed raised inside carries the response's status and size."""
     try:
-        parsed = parse_feed(result.body, content_type=result.content_type, base_url=result.url)
+        yield
     except NotAFeed as exc:
-        # The poll log keeps what the server answered, even when it was not a feed.
         exc.http_status = result.status_code  # type: ignore[attr-defined]
         exc.bytes_received = len(result.body)  # type: ignore[attr-defined]
         raise
+
+
+def read_feed(source: Source, known: Known) -> ReadResult:
+    """RSS, Atom, RDF and JSON Feed, with conditional GET."""
+    result, read = fetch_source(source)
+    if read.not_modified:
+        return read
+    with answered(result):
+        parsed = parse_feed(result.body, content_type=result.content_type, base_url=result.url)
     read.entries = parsed.entries
     read.title = parsed.title
     read.site_url = parsed.site_url

@@ -48,7 +48,7 @@ from tld import get_fld
 from feeds.discovery import discover_feeds
 from feeds.fetcher import PAGE_ACCEPT, FetchError, FetchResult, ResponseTooLarge, fetch
 from feeds.parsing import NotAFeed, ParsedEntry, make_entry, parse_feed
-from feeds.readers import Known, ReadResult
+from feeds.readers import Known, ReadResult, answered, fetch_source
 from feeds.sanitize import html_to_text, sanitize_html
 from feeds.urls import clean_link, link_key
 
@@ -146,30 +146,11 @@ def read_web_page(source: Source, known: Known) -> ReadResult:
     content_selector = _selector(config, "content_selector")
     user_agent = source.user_agent or None
 
-    listing = fetch(
-        source.url,
-        etag=source.etag,
-        last_modified=source.last_modified,
-        user_agent=user_agent,
-        accept=PAGE_ACCEPT,
-    )
-    read = ReadResult(
-        http_status=listing.status_code,
-        bytes_received=len(listing.body),
-        etag=listing.etag,
-        last_modified=listing.last_modified,
-        min_interval=listing.cache_seconds,
-    )
-    if listing.not_modified:
-        read.not_modified = True
+    listing, read = fetch_source(source, accept=PAGE_ACCEPT)
+    if read.not_modified:
         return read
-    try:
+    with answered(listing):
         links = _listing(listing, read, selector=link_selector, limit=_max_articles(config))
-    except NotAFeed as exc:
-        # The poll log keeps what the server answered, even when it was not a listing.
-        exc.http_status = listing.status_code  # type: ignore[attr-defined]
-        exc.bytes_received = len(listing.body)  # type: ignore[attr-defined]
-        raise
 
     seen = known([link.external_id for link in links])
     new = [link for link in links if link.external_id not in seen]
