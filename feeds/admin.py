@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, URLResolver
 
 from feeds import admin_opml, services
-from feeds.models import PollLog, RawPost, Source
+from feeds.models import PollLog, RawPost, Source, silent_source_ids
 from feeds.tasks import enqueue_poll
 
 # What a curator reads of a poll, in the source's inline and in the poll log list.
@@ -50,11 +50,9 @@ class HealthFilter(admin.SimpleListFilter):
         if self.value() == "failing":
             return queryset.filter(error_count__gt=0)
         if self.value() == "silent":
-            return queryset.filter(id__in=[s.id for s in queryset if s.is_silent])
+            return queryset.filter(id__in=silent_source_ids(queryset))
         if self.value() == "healthy":
-            return queryset.filter(error_count=0).exclude(
-                id__in=[s.id for s in queryset if s.is_silent]
-            )
+            return queryset.filter(error_count=0).exclude(id__in=silent_source_ids(queryset))
         return queryset
 
 

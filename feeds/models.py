@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from feeds.validation import validate_source_url
@@ -125,11 +126,27 @@ class Source(models.Model):
     @property
     def is_silent(self) -> bool:
         """No new item for much longer than the source's usual rhythm."""
-        if self.mean_item_gap is None or self.last_new_item_at is None:
-            return False
-        quiet = (timezone.now() - self.last_new_item_at).total_seconds()
-        usual = self.mean_item_gap * settings.SILENT_GAP_FACTOR
-        return quiet > max(usual, settings.SILENT_MIN_SECONDS)
+        return _quiet_too_long(self.last_new_item_at, self.mean_item_gap, timezone.now())
+
+
+def _quiet_too_long(
+    last_new_item_at: datetime | None, mean_gap: float | None, now: datetime
+) -> bool:
+    if mean_gap is None or last_new_item_at is None:
+        return False
+    quiet = (now - last_new_item_at).total_seconds()
+    return quiet > max(mean_gap * settings.SILENT_GAP_FACTOR, settings.SILENT_MIN_SECONDS)
+
+
+def silent_source_ids(sources: QuerySet[Source], *, now: datetime | None = None) -> list[int]:
+    """The ids of the silent ones among `sources` (`Source.is_silent`), reading only the
+    candidates: a silent source has been quiet for at least SILENT_MIN_SECONDS."""
+    now = now or timezone.now()
+    quiet_since = now - timedelta(seconds=settings.SILENT_MIN_SECONDS)
+    candidates = sources.filter(
+        mean_item_gap__isnull=False, last_new_item_at__lt=quiet_since
+    ).values_list("id", "last_new_item_at", "mean_item_gap")
+    return [pk for pk, last, gap in candidates if _quiet_too_long(last, gap, now)]
 
 
 def source_host(url: str) -> str:

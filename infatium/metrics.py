@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Model, Q, Sum
 from django.db.models.query import QuerySet
 from django.utils import timezone
@@ -290,18 +289,10 @@ def source_health(*, now: datetime) -> SourceHealth:
 
 
 def silent_sources(sources: QuerySet[Any], *, now: datetime) -> int:
-    """How many of `sources` are silent (Source.is_silent), reading only the candidates: a
-    silent source has been quiet for at least SILENT_MIN_SECONDS."""
-    quiet_since = now - timedelta(seconds=settings.SILENT_MIN_SECONDS)
-    candidates = sources.filter(
-        mean_item_gap__isnull=False, last_new_item_at__lt=quiet_since
-    ).values_list("last_new_item_at", "mean_item_gap")
-    return sum(
-        1
-        for last_new_item_at, mean_gap in candidates
-        if (now - last_new_item_at).total_seconds()
-        > max(mean_gap * settings.SILENT_GAP_FACTOR, settings.SILENT_MIN_SECONDS)
-    )
+    """How many of `sources` are silent (Source.is_silent)."""
+    from feeds.models import silent_source_ids
+
+    return len(silent_source_ids(sources, now=now))
 
 
 @dataclass(frozen=True)
