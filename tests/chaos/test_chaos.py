@@ -44,7 +44,6 @@ from realtime.models import OutboxEvent
 from tests.chaos.harness import (
     Follower,
     ItemStream,
-    NatsServer,
     Publisher,
     RedisServer,
     Timeline,
@@ -52,6 +51,7 @@ from tests.chaos.harness import (
     wait_until,
 )
 from tests.support.feedserver import FeedServer
+from tests.support.nats import NatsServer
 from tests.support.stack import Stack
 from tests.support.ws import _cookie
 
@@ -93,7 +93,7 @@ class Scenario:
     def __init__(self, tmp_path, owner) -> None:
         self.timeline = Timeline()
         self.redis = RedisServer(tmp_path / "redis")
-        self.nats = NatsServer(tmp_path / "nats")
+        self.nats = NatsServer(tmp_path / "nats", sync_always=True)
         self.servers = [FeedServer() for _ in range(3)]
         self.publishers = [
             Publisher(self.servers[0], "/slow.xml", drip_seconds=1.0),

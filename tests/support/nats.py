@@ -35,9 +35,19 @@ class NatsServer:
     streams and durable consumers survive like on a real restart.
     """
 
-    def __init__(self, store: Path, port: int | None = None, *, max_payload: int = 0) -> None:
+    def __init__(
+        self,
+        store: Path,
+        port: int | None = None,
+        *,
+        max_payload: int = 0,
+        sync_always: bool = False,
+    ) -> None:
         self.store = store
         self.max_payload = max_payload
+        # `sync_interval: always`: a lone server killed with -9 otherwise may lose writes it
+        # already acked (README, "Events over NATS"); with it, an ack means the write is on disk.
+        self.sync_always = sync_always
         self.port = port or free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -54,7 +64,8 @@ class NatsServer:
             f"  store_dir: {json.dumps(str(self.store))}\n"
             "  max_memory_store: 64MB\n"
             "  max_file_store: 4GB\n"
-            "}\n"
+            + ("  sync_interval: always\n" if self.sync_always else "")
+            + "}\n"
         )
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(

@@ -26,8 +26,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], object], *, timeout: float, what: str) -> object:
-    """Poll `predicate` until it returns a truthy value; fail with `what` after `timeout`."""
+def wait_for(
+    predicate: Callable[[], object], *, timeout: float, what: str, every: float = 0.05
+) -> object:
+    """Poll `predicate` every `every` seconds until it returns a truthy value; fail with `what`
+    after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -35,7 +38,7 @@ def wait_for(predicate: Callable[[], object], *, timeout: float, what: str) -> o
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(every)
 
 
 def child_database_url() -> str:
