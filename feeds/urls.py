@@ -10,6 +10,7 @@ same article.
 from __future__ import annotations
 
 import hashlib
+import re
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 # Exact names; prefixes below. Lower-case comparison.
@@ -45,6 +46,13 @@ TRACKING_PARAMS = frozenset(
     }
 )
 TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "hsa_", "__s")
+# A link canonical_link only has to lower-case and strip: http(s), a host of plain labels, no
+# port, user, query or fragment, and a path of printable ASCII (urlsplit would remove tabs and
+# newlines and strip control characters). Most item links look like this.
+_PLAIN_LINK = re.compile(
+    r"([Hh][Tt][Tt][Pp][Ss]?)://([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)(/[\x21\x22\x24-\x3e\x40-\x7e]*)?",
+    re.ASCII,
+)
 
 
 def is_tracking_param(name: str) -> bool:
@@ -56,8 +64,8 @@ def clean_link(url: str) -> str:
     """`url` without tracking parameters; '' stays ''; a link that does not parse is kept.
     The other parameters stay byte for byte as they were: decoding and re-encoding them would
     change what some servers receive (%FF is not %EF%BF%BD, nor "a b" "a+b")."""
-    if not url:
-        return ""
+    if not url or "?" not in url:  # no query, no tracking parameters
+        return url
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -75,8 +83,15 @@ def canonical_link(url: str) -> str:
     """The normalized form `link_key` hashes ('' for '' or an unparsable link)."""
     if not url:
         return ""
+    url = url.strip()
+    plain = _PLAIN_LINK.fullmatch(url)
+    if plain:  # what the general case below gives for it, without parsing
+        host = plain.group(2).lower()
+        if host.startswith("www."):
+            host = host[4:]
+        return f"https://{host}{plain.group(3) or '/'}"
     try:
-        parts = urlsplit(clean_link(url.strip()))
+        parts = urlsplit(clean_link(url))
         port = parts.port
     except ValueError:
         return ""

@@ -6,11 +6,13 @@ on arbitrary text."""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote, unquote_plus, urlsplit
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from feeds import urls
 from feeds.urls import TRACKING_PARAMS, canonical_link, clean_link, is_tracking_param, link_key
 from tests.fuzz.profiles import scaled
 from tests.fuzz.strategies import hostile_text, url_values
@@ -141,3 +143,35 @@ def test_link_key_is_the_same_for_every_spelling_of_a_link(pair: tuple[str, str]
     base, other = pair
     assert link_key(base) != ""
     assert link_key(other) == link_key(base), (canonical_link(base), canonical_link(other))
+
+
+_plain_links = st.builds(
+    lambda scheme, host, path: f"{scheme}://{host}{path}",
+    st.sampled_from(["http", "https", "HTTP", "Https"]),
+    st.one_of(
+        st.sampled_from(["example.test", "WWW.Example.Test", "www.x", "www", "a-b.c-d.test"]),
+        st.text(alphabet="abcXYZ019-.", min_size=1, max_size=12),
+    ),
+    st.one_of(
+        st.sampled_from(["", "/", "//double", "/a%20b/", "/%7Euser/p.html?", "/a#b", "/é"]),
+        st.text(alphabet="/abcZ09%._-~!$&'()*+,;=:@\"<>[]\\^`{|}\t\n ?#", max_size=12).map(
+            lambda p: "/" + p
+        ),
+    ),
+)
+
+
+@settings(max_examples=scaled(500))
+@given(url=st.one_of(_plain_links, url_values))
+@example(url="http://WWW.Example.Test/A/b")
+@example(url="https://a.test/x?")
+@example(url="https://a.test/x\ty")
+def test_canonical_link_shortcut_gives_what_parsing_gives(url: str) -> None:
+    # canonical_link answers plain links without urlsplit; the general path must agree.
+    shortcut = urls._PLAIN_LINK
+    try:
+        urls._PLAIN_LINK = re.compile(r"(?!)")  # matches nothing: every link is parsed
+        parsed = canonical_link(url)
+    finally:
+        urls._PLAIN_LINK = shortcut
+    assert canonical_link(url) == parsed
