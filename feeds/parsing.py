@@ -150,7 +150,7 @@ def _feedparser_entry(item: Any) -> ParsedEntry:
         author=_str(item.get("author")),
         # dict.get: FeedParserDict would map a missing updated_parsed to published_parsed, with
         # a DeprecationWarning, and that one is empty here.
-        published=item.get("published_parsed") or dict.get(item, "updated_parsed"),
+        published_at=_utc(item.get("published_parsed") or dict.get(item, "updated_parsed")),
     )
 
 
@@ -169,7 +169,7 @@ def _entry(
     raw_html: str,
     base: str,
     author: str,
-    published: time.struct_time | None,
+    published_at: datetime | None,
 ) -> ParsedEntry:
     """An entry from the raw strings either reader found: the one place they become fields."""
     html, text = clean_fragment(raw_html, base_url=base)
@@ -180,7 +180,7 @@ def _entry(
         text=text,
         html=html,
         author=html_to_text(author),
-        published_at=_utc(published),
+        published_at=published_at,
     )
 
 
@@ -264,6 +264,9 @@ _SOURCE_ROUTES = (
 _HTML_TYPES = frozenset({"application/xhtml+xml", "text/html"})
 _SUMMARY_TYPES = _HTML_TYPES | {"text/plain"}
 _C1_CONTROLS = re.compile("[\x80-\x9f]")
+# A C1 control character in a UTF-8 document: encoded, or as a character reference. Undoing
+# mojibake (ISO-8859-1 read back as UTF-8) cannot make one where there was none.
+_C1_IN_UTF8 = re.compile(rb"\xc2[\x80-\x9f]|&#0*1(?:2[89]|[3-5][0-9]);|&#[xX]0*[89][0-9a-fA-F];")
 _LINK_ENTITY = re.compile("&([A-Za-z0-9_]+);")
 _DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
 _ENTITY = re.compile(rb"<!ENTITY", re.IGNORECASE)
@@ -278,6 +281,11 @@ _SIMPLE_ENTITY = re.compile(
     rb"\"http://www\.w3\.org/TR/xhtml1/DTD/xhtml-(?:lat1|special|symbol)\.ent\"\s*>"
 )
 _FIRST_ELEMENT = re.compile(rb"<[A-Za-z_]")
+# Where an xml:base (or a bare base) attribute may be: "base", spaces, "=" (also in text, rarely).
+_BASE_ATTRIBUTE = re.compile(rb"base\s*=")
+# A DOCTYPE feedparser removes before parsing (its RE_DOCTYPE_PATTERN), here without an internal
+# subset: nothing in it changes how the document reads, so the fast reader can drop it too.
+_PLAIN_DOCTYPE = re.compile(rb"^\s*<!DOCTYPE[^>\[]*>", re.MULTILINE)
 # Dates and URLs in the forms nearly every feed uses, for which the result of feedparser's
 # _parse_date and _urljoin is known without running them (they cost microseconds per call,
 # several times per entry). Anything else goes through feedparser's own functions.
@@ -336,8 +344,18 @@ def _feedparser_text(value: str) -> str:
     return value
 
 
-def _date(value: str) -> time.struct_time | None:
-    """feedparser's _parse_date(value)."""
+def _feedparser_text_without_c1(value: str) -> str:
+    """_feedparser_text for the strings of a document that holds no C1 control character
+    (U+0080-U+009F): scanning every long string for one costs more than the rest together."""
+    if value.isascii():
+        return value
+    with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
+        value = value.encode("iso-8859-1").decode("utf-8")
+    return value
+
+
+def _date(value: str) -> datetime | None:
+    """_utc(feedparser's _parse_date(value))."""
     match = _W3DTF.fullmatch(value)
     if match:
         # What _parse_date_w3dtf, the first handler feedparser tries, computes.
@@ -347,7 +365,7 @@ def _date(value: str) -> time.struct_time | None:
     else:
         match = _RFC822.fullmatch(value)
         if not match:
-            return _parse_date(value)
+            return _utc(_parse_date(value))
         # W3DTF rejects these (no four-digit year first); _parse_date_rfc822 computes this.
         day, month, year, hour, minute, second, zone = match.groups()
         month = str(_MONTHS[month])
@@ -357,10 +375,15 @@ def _date(value: str) -> time.struct_time | None:
         else:
             offset = (0, 0)
     try:
-        stamp = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))  # noqa: DTZ001
-        return (stamp - timedelta(hours=offset[0], minutes=offset[1])).utctimetuple()
+        stamp = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC
+        )
+        if offset == (0, 0):
+            return stamp
+        return stamp - timedelta(hours=offset[0], minutes=offset[1])
     except (OverflowError, ValueError):
-        return _parse_date(value)  # out of range: feedparser goes on to its other handlers
+        # Out of range (or second 60): feedparser goes on to its other handlers.
+        return _utc(_parse_date(value))
 
 
 def _resolve(base: str, uri: str) -> str:
@@ -407,8 +430,8 @@ class _Item:
         self.author: str | None = None
         # The last <author>'s name/email/href, or None before the first <author> starts.
         self.author_detail: dict[str, str] | None = None
-        self.published: time.struct_time | None = None
-        self.updated: time.struct_time | None = None
+        self.published: datetime | None = None
+        self.updated: datetime | None = None
         # feedparser's property_depth_map: a value from a deeper element does not replace one
         # from a shallower element.
         self.depth: dict[str, int] = {}
@@ -442,13 +465,18 @@ class _FastReader:
         self.feed_link: str | None = None
         self.feed_ttl: str | None = None
         self.tracking_base = False
+        self.text_of = _feedparser_text
 
     def read(self, body: bytes) -> ParsedFeed:
+        if body[:1].isspace() and body.lstrip()[:5] == b"<?xml":
+            # Blank lines before the XML declaration (a template's): the only thing that makes
+            # such a document not well-formed, and what feedparser reads past.
+            body = body.lstrip()
         first = _FIRST_ELEMENT.search(body)
-        if _DOCTYPE.search(body, 0, first.start() if first else len(body)):
+        head_end = first.start() if first else len(body)
+        if _DOCTYPE.search(body, 0, head_end):
             _refuse_hostile_entities(body)
-            # feedparser drops the DOCTYPE, keeps simple entities and never fetches a DTD.
-            raise Routed("the document has a DOCTYPE")
+            body = self._without_doctype(body, head_end)
         try:
             root = etree.fromstring(body, parser=_PARSERS.strict)
         except etree.XMLSyntaxError as exc:
@@ -461,7 +489,10 @@ class _FastReader:
             raise Routed(f"the document is not well-formed XML ({exc})") from exc
         if root is None:
             raise Routed("the document has no root element")
-        if root.getroottree().docinfo.doctype:
+        docinfo = root.getroottree().docinfo
+        if docinfo.encoding.upper() == "UTF-8" and not _C1_IN_UTF8.search(body):
+            self.text_of = _feedparser_text_without_c1  # type: ignore[assignment]
+        if docinfo.doctype:
             _refuse_hostile_entities(body)
             raise Routed("the document has a DOCTYPE")
         tag = root.tag
@@ -473,7 +504,7 @@ class _FastReader:
             self.version = "rss10"
         else:
             raise Routed(f"the root element is {tag}, not RSS 2.0, Atom 1.0 or RSS 1.0")
-        if b"base" in body:  # else no element has xml:base and the base stays the feed URL
+        if _BASE_ATTRIBUTE.search(body):  # else no xml:base: the base stays the feed URL
             self.tracking_base = True
             self._visit = self._visit_tracking_base  # type: ignore[method-assign]
         self._visit(root)
@@ -486,6 +517,23 @@ class _FastReader:
         )
 
     @staticmethod
+    def _without_doctype(body: bytes, head_end: int) -> bytes:
+        """The document without its DOCTYPE, as feedparser reads it, if that is all feedparser
+        does to it: one DOCTYPE, no internal subset (entities feedparser keeps), not
+        Netscape's RSS 0.91 (which sets feedparser's version). Else Routed."""
+        doctype = _PLAIN_DOCTYPE.search(body, 0, head_end)
+        if (
+            doctype is None
+            or _ENTITY.search(body, 0, head_end)
+            or _DOCTYPE.search(body, doctype.end(), head_end)
+            or b"netscape" in doctype.group().lower()
+        ):
+            raise Routed("the document has a DOCTYPE")
+        # Entities the DTD would define are undefined now: such a document is not well-formed
+        # to the strict parser and goes to feedparser as one.
+        return body[: doctype.start()] + body[doctype.end() :]
+
+    @staticmethod
     def _entry(item: _Item) -> ParsedEntry:
         raw_html, base = item.content or (item.summary or "", item.summary_base)
         # XML cannot hold NUL characters, so these need no _str().
@@ -496,7 +544,7 @@ class _FastReader:
             raw_html=raw_html,
             base=base,
             author=item.author or "",
-            published=item.published or item.updated,
+            published_at=item.published or item.updated,
         )
 
     # Walking the tree: feedparser's unknown_starttag / unknown_endtag.
@@ -576,14 +624,14 @@ class _FastReader:
     def _text(self, el: Any, name: str) -> str:
         if len(el):
             raise Routed(f"<{name}> holds elements")
-        return _feedparser_text((el.text or "").strip())
+        return self.text_of((el.text or "").strip())
 
     def _content_text(self, el: Any, name: str, default_type: str) -> str:
         """The value of an element feedparser reads with push_content: text or inline XHTML."""
         if not el.items():  # the defaults are text types
             if len(el):
                 raise Routed(f"<{name}> holds elements")
-            return _feedparser_text((el.text or "").strip())
+            return self.text_of((el.text or "").strip())
         attrs = _attrs(el)
         content_type = _map_content_type(attrs.get("type", default_type))
         if attrs.get("mode") == "base64" or not (
@@ -610,7 +658,7 @@ class _FastReader:
             ):
                 pieces = pieces[1:-1]
         # As _void_end_tags does to feedparser's value.
-        return _feedparser_text("".join(pieces).strip()).replace("</br>", "")
+        return self.text_of("".join(pieces).strip()).replace("</br>", "")
 
     def _xhtml(self, el: Any, pieces: list[str]) -> None:
         for child in el:
@@ -693,7 +741,7 @@ class _FastReader:
             return
         value = self._text(el, name)
         if value:
-            value = _feedparser_text(_resolve(self.base, (el.text or "").strip()))
+            value = self.text_of(_resolve(self.base, (el.text or "").strip()))
         if self.item is not None:
             if "&" in value:
                 value = _LINK_ENTITY.sub(r"&\g<1>", value.replace("&amp;", "&"))
@@ -705,7 +753,7 @@ class _FastReader:
         self.guid_is_link = not el.items() or _attrs(el).get("ispermalink", "true") == "true"
         value = self._text(el, name)
         if value and self.guid_is_link:
-            value = _feedparser_text(_resolve(self.base, (el.text or "").strip()))
+            value = self.text_of(_resolve(self.base, (el.text or "").strip()))
         item = self.item
         if item is None:
             # _save('link', ...) fills the feed's link, whether or not inside <channel>.
@@ -768,7 +816,7 @@ class _FastReader:
                 # as a dictionary and reads its text as part of the enclosing element.
                 pieces.append(child.text or "")
             pieces.append(child.tail or "")
-        value = _feedparser_text("".join(pieces).strip())
+        value = self.text_of("".join(pieces).strip())
         if item.keep("author", self.depth):
             item.author = value
         self._sync_author(item)
@@ -835,7 +883,7 @@ class _FastReader:
                 raise Routed(f"<{child_name}> inside <{name}>")
             if len(child):
                 raise Routed(f"<{child_name}> inside <{name}> holds elements")
-            if child_name == "title" and _feedparser_text((child.text or "").strip()):
+            if child_name == "title" and self.text_of((child.text or "").strip()):
                 self.title_depth = self.depth + 1
 
     def _skip(self, el: Any, name: str) -> None:

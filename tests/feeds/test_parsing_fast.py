@@ -173,6 +173,24 @@ CONSTRUCTS = {
         "<item><title></title><link></link><description></description><guid></guid></item>"
         "<item><title>   </title><description>x</description></item>"
     ),
+    # C1 controls, which feedparser reads as Windows-1252: raw (UTF-8 encoded) and as decimal
+    # and hexadecimal references; and a document in another encoding.
+    # Blank lines before the XML declaration; a DOCTYPE feedparser drops (no internal subset).
+    "blank_lines_before_declaration": "\n \r\n\t" + _RSS.format("<item><title>b</title></item>"),
+    "plain_doctype": _RSS.format("<item><title>d</title></item>").replace(
+        "?><rss", '?>\n<!DOCTYPE rss SYSTEM "https://dtd.example/rss.dtd">\n<rss'
+    ),
+    "html5_doctype": _ATOM.format("<entry><id>urn:h</id><title>h</title></entry>").replace(
+        "?><feed", "?>\n<!DOCTYPE html><feed"
+    ),
+    "c1_raw": _RSS.format("<item><title>raw \x96 dash</title></item>"),
+    "c1_hexadecimal": _RSS.format("<item><title>hex &#x93;q&#x94; &#x0080;</title></item>"),
+    "c1_decimal": _RSS.format("<item><title>decimal &#0150; &#159;</title></item>"),
+    "c1_controls_latin1": (
+        '<?xml version="1.0" encoding="windows-1252"?><rss version="2.0"><channel><title>w'
+        "</title><item><title>\u2013 en dash \xe9</title><description>caf\xe9 \u20ac"
+        "</description></item></channel></rss>"
+    ),
     "channel_after_items": (
         '<?xml version="1.0"?><rss version="2.0" '
         'xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"><channel>'
@@ -189,6 +207,17 @@ ROUTED = {
         ' "http://my.netscape.com/publish/formats/rss-0.91.dtd"><rss version="0.91"><channel>'
         "<title>n</title><item><title>caf&eacute;</title></item></channel></rss>",
         "DOCTYPE",
+    ),
+    "doctype_after_declaration": (
+        '<?xml version="1.0"?><!DOCTYPE rss SYSTEM "https://dtd.example/rss.dtd"><rss '
+        'version="2.0"><channel><title>n</title><item><title>t</title></item></channel></rss>',
+        "DOCTYPE",
+    ),
+    "entity_of_a_dropped_doctype": (
+        '<?xml version="1.0"?>\n<!DOCTYPE rss SYSTEM "https://dtd.example/rss.dtd">\n<rss '
+        'version="2.0"><channel><title>n</title><item><title>caf&eacute;</title></item>'
+        "</channel></rss>",
+        "not well-formed",
     ),
     "bare_ampersand": (
         _RSS.format("<item><title>Record, replay & measure</title></item>"),
@@ -280,7 +309,8 @@ def test_it_gives_feedparsers_fields_for_fixture(name):
 
 @pytest.mark.parametrize("name", sorted(CONSTRUCTS))
 def test_it_gives_feedparsers_fields_for_construct(name):
-    _assert_same(CONSTRUCTS[name].encode())
+    body = CONSTRUCTS[name]
+    _assert_same(body.encode("windows-1252" if "windows-1252" in body else "utf-8"))
 
 
 @pytest.mark.parametrize("name", sorted(ROUTED))
