@@ -10,7 +10,9 @@ Guarantees:
 - The same link always gives the same external id (`clean_link` of the absolute link, without
   its fragment), so an article stored (or purged) is never fetched again.
 - An article whose fetch fails (HTTP error, timeout, blocked address) is skipped with a warning;
-  the poll succeeds with the others and a later poll tries it again. An article with no text to
+  the poll succeeds with the others and a later poll tries it again, up to
+  WEB_ARTICLE_MAX_ATTEMPTS polls in all; then it is kept as its title and link, so an article
+  that never loads is not fetched on every poll for ever. An article with no text to
   extract, too large to fetch, or with too many elements to extract from in bounded time,
   becomes an entry with its title and link and no text.
 - While articles are left for later, the listing's validators are not kept, so the next poll
@@ -41,6 +43,7 @@ import lxml.html
 import trafilatura
 from cssselect import SelectorError
 from django.conf import settings
+from django.core.cache import cache
 from lxml import etree
 from lxml.cssselect import CSSSelector
 from tld import get_fld
@@ -176,8 +179,24 @@ def read_web_page(source: Source, known: Known) -> ReadResult:
             read.entries.append(_bare_entry(link, link.url))
             continue
         except FetchError as exc:
+            attempts = _failed_attempt(source, link)
+            if attempts >= settings.WEB_ARTICLE_MAX_ATTEMPTS:
+                logger.warning(
+                    "web source %s: article %s failed %s times (%s); keeping its title and link",
+                    source.id,
+                    link.url,
+                    attempts,
+                    exc,
+                )
+                read.entries.append(_bare_entry(link, link.url))
+                continue
             logger.warning(
-                "web source %s: article %s skipped this poll (%s)", source.id, link.url, exc
+                "web source %s: article %s skipped this poll, attempt %s of %s (%s)",
+                source.id,
+                link.url,
+                attempts,
+                settings.WEB_ARTICLE_MAX_ATTEMPTS,
+                exc,
             )
             left_for_later = True
             continue
@@ -559,6 +578,22 @@ def _extract(doc: lxml.html.HtmlElement, url: str) -> str:
         include_formatting=True,
     )
     return html or ""
+
+
+_ATTEMPTS_KEPT_SECONDS = 7 * 24 * 3600
+
+
+def _failed_attempt(source: Source, link: ArticleLink) -> int:
+    """Count a failed fetch of the article; the number of failures so far. Kept in the cache
+    (Redis): if it is lost, the article only gets a few more tries."""
+    digest = hashlib.sha256(link.external_id.encode()).hexdigest()[:32]
+    key = f"web-article-failures:{source.pk}:{digest}"
+    cache.add(key, 0, timeout=_ATTEMPTS_KEPT_SECONDS)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=_ATTEMPTS_KEPT_SECONDS)
+        return 1
 
 
 def _bare_entry(link: ArticleLink, url: str) -> ParsedEntry:

@@ -301,6 +301,8 @@ RAW_POST_RETENTION_DAYS = env_int("RAW_POST_RETENTION_DAYS", 90, minimum=1)
 # (the rest wait for the next poll).
 WEB_MAX_ARTICLES = env_int("WEB_MAX_ARTICLES", 20, minimum=1)
 WEB_MAX_FETCHES_PER_POLL = env_int("WEB_MAX_FETCHES_PER_POLL", 10, minimum=1)
+# Polls in which an article's fetch may fail before it is kept as its title and link.
+WEB_ARTICLE_MAX_ATTEMPTS = env_int("WEB_ARTICLE_MAX_ATTEMPTS", 6, minimum=1)
 POLL_DISPATCH_BATCH = env_int("POLL_DISPATCH_BATCH", 200, minimum=1)
 # Sources one poll task reads at once (their network waits overlap, a thread each): fewer,
 # fuller tasks, so polls are not bound by Celery's tasks per second.

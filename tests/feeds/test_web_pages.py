@@ -338,6 +338,32 @@ def test_it_skips_an_article_that_fails_and_reads_it_on_a_later_poll(site):
     assert "no longer sail at one o'clock" in second.entries[0].text
 
 
+def test_it_keeps_an_article_that_keeps_failing_as_its_title_and_link(site, settings, redis_client):
+    settings.WEB_ARTICLE_MAX_ATTEMPTS = 3
+    site.serve(FERRY, "Gone", status=410, content_type="text/plain")
+    source = _source(site)
+    stored: set[str] = set()
+
+    reads = []
+    for _ in range(4):
+        read = read_web_page(source, Known(stored))
+        stored.update(e.external_id for e in read.entries)
+        reads.append(read)
+        if not read.not_modified:  # what a poll keeps
+            source.etag, source.last_modified = read.etag, read.last_modified
+
+    # Two polls skip it and read the listing in full again; the third keeps it as title and
+    # link, so the listing's validators are kept and the fourth poll is a 304.
+    assert [len(r.entries) for r in reads] == [4, 0, 1, 0]
+    assert [r.etag for r in reads[:2]] == ["", ""]
+    assert reads[2].etag == _etag(site.routes[LISTING].body)
+    ferry = reads[2].entries[0]
+    assert (ferry.url, ferry.text, ferry.html) == (site.url(FERRY), "", "")
+    assert ferry.title
+    assert reads[3].not_modified
+    assert len(_paths(_log(site, 4 + 3 + 3), FERRY)) == 3
+
+
 def test_it_truncates_a_huge_article_instead_of_refusing_it(feed_server):
     paragraphs = "".join(
         f"<p>Item {n}: the harbour board met again on Thursday to discuss the dredging of the "
