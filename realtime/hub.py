@@ -14,6 +14,11 @@ order, so a slow or stuck client waits on its own socket only. The posts a subsc
 it ends every subscription of that connection with an `error` of code `lagging` carrying the
 cursor to resume from, and the client subscribes again with `since`. Memory per connection stays
 bounded and nobody else waits.
+
+Each push names the feed's post before it. A post that overtook its predecessor (two workers
+push a few milliseconds apart) waits up to REORDER_GRACE_SECONDS for it and both go out in
+order; a predecessor that does not come ends the subscription with `lagging`, and the client
+reads it from the database.
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ logger = logging.getLogger(__name__)
 
 POSTS_CREATED = "posts.created"
 LAGGING = "lagging"
+# How long a post whose predecessor in its feed has not arrived yet waits for it: pushes from
+# two workers can overtake each other by a few milliseconds. Past this, the predecessor is
+# taken as lost and the client catches up from the database (`lagging`).
+REORDER_GRACE_SECONDS = 0.25
 _RETRY_MAX_SECONDS = 10.0
 _RENEW_MAX_SECONDS = 60.0
 
@@ -66,6 +75,10 @@ class _Subscription:
     held: list[tuple[int, str, int | None]] | None = field(default_factory=list)
     # Lagged while it was still replaying: the lagging error goes out once `subscribed` has.
     dropped: bool = False
+    # Live posts that came before their predecessor, by the predecessor's id: (id, frame).
+    early: dict[int, tuple[int, str]] = field(default_factory=dict)
+    # Ends the wait for the predecessors of the early posts (REORDER_GRACE_SECONDS).
+    gap_timer: asyncio.TimerHandle | None = None
 
 
 class Subscriber:
@@ -132,14 +145,10 @@ class Subscriber:
         subscription.cursor = cursor
         # In id order: pushes from different workers may arrive in any order.
         for post_id, frame, after in sorted(held, key=lambda entry: entry[0]):
-            if post_id <= subscription.cursor:
-                continue  # the database read had it
-            if after is not None and after > subscription.cursor:
-                self._resync(feed_id, subscription)
-                break
-            subscription.cursor = post_id
-            self._queue.append((feed_id, frame, None))
-            self._posts += 1
+            if post_id > subscription.cursor:  # else the database read had it
+                self._accept(feed_id, subscription, post_id, frame, after)
+            if self.subscriptions.get(feed_id) is not subscription:
+                break  # resynced
         self._wake()
 
     async def unsubscribe(self, feed_id: int) -> None:
@@ -151,8 +160,9 @@ class Subscriber:
     async def close(self) -> None:
         self._closed = True
         self._pump_task.cancel()
-        feeds, self.subscriptions = list(self.subscriptions), {}
-        for feed_id in feeds:
+        subscriptions, self.subscriptions = self.subscriptions, {}
+        for feed_id, subscription in subscriptions.items():
+            self._stop_waiting(subscription)
             await self._hub.leave(feed_id, self)
 
     def deliver(self, feed_id: int, post_id: int, frame: str, after: int | None = None) -> None:
@@ -171,13 +181,57 @@ class Subscriber:
             self._posts += 1
             subscription.held.append((post_id, frame, after))
             return
+        self._accept(feed_id, subscription, post_id, frame, after)
+        self._wake()
+
+    def _accept(
+        self,
+        feed_id: int,
+        subscription: _Subscription,
+        post_id: int,
+        frame: str,
+        after: int | None,
+    ) -> None:
+        """Queue a live post after `subscription.cursor`, or keep it until its predecessor
+        (`after`) has been queued, for at most REORDER_GRACE_SECONDS."""
         if after is not None and after > subscription.cursor:
-            self._resync(feed_id, subscription)
+            if after in subscription.early:
+                self._resync(feed_id, subscription)  # two posts after one: not our feed's order
+                return
+            self._posts += 1
+            subscription.early[after] = (post_id, frame)
+            if subscription.gap_timer is None:
+                subscription.gap_timer = asyncio.get_running_loop().call_later(
+                    REORDER_GRACE_SECONDS, self._gap_expired, feed_id, subscription
+                )
             return
         self._posts += 1
         subscription.cursor = post_id
         self._queue.append((feed_id, frame, None))
-        self._wake()
+        # The early posts that now follow, in their order.
+        while subscription.early:
+            following = subscription.early.pop(subscription.cursor, None)
+            if following is None:
+                break
+            subscription.cursor = following[0]
+            self._queue.append((feed_id, following[1], None))
+        if not subscription.early:
+            self._stop_waiting(subscription)
+
+    def _gap_expired(self, feed_id: int, subscription: _Subscription) -> None:
+        subscription.gap_timer = None
+        if self._closed:
+            return
+        if self.subscriptions.get(feed_id) is subscription and subscription.early:
+            self._resync(feed_id, subscription)
+
+    def _stop_waiting(self, subscription: _Subscription) -> None:
+        """Drop the early posts (counted in _posts) and the wait for their predecessors."""
+        self._posts -= len(subscription.early)
+        subscription.early.clear()
+        if subscription.gap_timer is not None:
+            subscription.gap_timer.cancel()
+            subscription.gap_timer = None
 
     def _wake(self) -> None:
         idle, self._idle = self._idle, None
@@ -193,6 +247,7 @@ class Subscriber:
         )
         for feed_id, subscription in list(self.subscriptions.items()):
             self._hub.drop(feed_id, self)
+            self._stop_waiting(subscription)
             if subscription.held is not None:
                 self._posts -= len(subscription.held)
                 subscription.held = []
@@ -209,6 +264,7 @@ class Subscriber:
         overtook it). End the subscription with `lagging` at the cursor sent so far: the client
         subscribes again with `since` and reads the missing post from the database."""
         logger.info("feed %s: a post after %s is missing", feed_id, subscription.cursor)
+        self._stop_waiting(subscription)
         del self.subscriptions[feed_id]
         self._hub.drop(feed_id, self)
         why = f"a post of feed {feed_id} did not reach this server in order"
@@ -216,7 +272,8 @@ class Subscriber:
         self._wake()
 
     def _forget(self, feed_id: int, subscription: _Subscription) -> None:
-        """Drop the feed's queued and held-back posts."""
+        """Drop the feed's queued, held-back and early posts."""
+        self._stop_waiting(subscription)
         if subscription.held:
             self._posts -= len(subscription.held)
         kept = deque(entry for entry in self._queue if entry[0] != feed_id)
@@ -248,7 +305,7 @@ class Subscriber:
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
             self._queue.clear()
-            self._posts = sum(len(s.held or ()) for s in self.subscriptions.values())
+            self._posts = sum(len(s.held or ()) + len(s.early) for s in self.subscriptions.values())
 
 
 class Hub:

@@ -18,6 +18,7 @@ from feeds.models import RawPost, Source
 from processing import services
 from processing.models import Feed
 from realtime import broadcast
+from realtime import hub as hub_module
 from realtime.hub import Subscriber, post_frame
 from tests.support.stack import running
 from tests.support.ws import _cookie
@@ -78,13 +79,37 @@ def test_it_delivers_posts_that_follow_each_other():
     assert _summary(frames) == [("posts.created", 7), ("posts.created", 9), ("posts.created", 12)]
 
 
-def test_it_sends_the_client_back_to_the_database_when_a_post_before_never_arrived():
+@pytest.fixture
+def grace(monkeypatch) -> float:
+    """A short wait for overtaken posts, and how long to sleep to see it end."""
+    monkeypatch.setattr(hub_module, "REORDER_GRACE_SECONDS", 0.05)
+    return 0.2
+
+
+def test_it_waits_briefly_for_a_post_a_later_one_overtook(grace):
+    async def scenario(subscriber: Subscriber) -> None:
+        await subscriber.listen(1)
+        subscriber.go_live(1, 5)
+        subscriber.deliver(1, 9, _post(1, 9), after=7)  # overtook 7
+        subscriber.deliver(1, 11, _post(1, 11), after=9)
+        subscriber.deliver(1, 7, _post(1, 7), after=5)
+        subscriber.deliver(1, 12, _post(1, 12), after=11)
+        await asyncio.sleep(grace)  # the wait, had it not ended, would end here
+
+    frames, hub = _run(scenario)
+
+    assert _summary(frames) == [("posts.created", n) for n in (7, 9, 11, 12)]
+    assert hub.dropped == []
+
+
+def test_it_sends_the_client_back_to_the_database_when_a_post_before_never_arrived(grace):
     async def scenario(subscriber: Subscriber) -> None:
         await subscriber.listen(1)
         subscriber.go_live(1, 5)
         subscriber.deliver(1, 7, _post(1, 7), after=5)
         subscriber.deliver(1, 12, _post(1, 12), after=9)  # 9 never came
-        subscriber.deliver(1, 9, _post(1, 9), after=7)  # late: the subscription is gone
+        await asyncio.sleep(grace)
+        subscriber.deliver(1, 9, _post(1, 9), after=7)  # too late: the subscription is gone
         subscriber.deliver(1, 13, _post(1, 13), after=12)
 
     frames, hub = _run(scenario)
@@ -94,7 +119,21 @@ def test_it_sends_the_client_back_to_the_database_when_a_post_before_never_arriv
     assert hub.dropped == [1]
 
 
-def test_it_puts_posts_held_during_a_replay_in_order_and_resyncs_on_a_gap():
+def test_a_post_that_waits_counts_towards_the_capacity(grace):
+    async def scenario(subscriber: Subscriber) -> None:
+        await subscriber.listen(1)
+        subscriber.go_live(1, 5)
+        for post_id in range(10, 110):  # 100 posts waiting for 9, capacity 100
+            subscriber.deliver(1, post_id, _post(1, post_id), after=post_id - 1)
+        subscriber.deliver(1, 200, _post(1, 200), after=199)
+
+    frames, hub = _run(scenario)
+
+    assert _summary(frames) == [("lagging", 5)]
+    assert hub.dropped == [1]
+
+
+def test_it_puts_posts_held_during_a_replay_in_order_and_resyncs_on_a_gap(grace):
     async def scenario(subscriber: Subscriber) -> None:
         await subscriber.listen(1)
         await subscriber.listen(2)
@@ -104,6 +143,7 @@ def test_it_puts_posts_held_during_a_replay_in_order_and_resyncs_on_a_gap():
         subscriber.deliver(2, 10, _post(2, 10), after=4)
         subscriber.go_live(1, 6)
         subscriber.go_live(2, 3)
+        await asyncio.sleep(grace)
 
     frames, _ = _run(scenario)
 
