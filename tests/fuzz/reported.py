@@ -1,4 +1,4 @@
-"""Bugs the fuzz tests found in modules someone else was rewriting at the time (feeds/parsing.py,
+"""Bugs the fuzz tests found in modules someone else was rewriting at the time (feeds/parsing,
 feeds/sanitize.py): reported to them with the failing input instead of fixed here.
 
 While a bug is listed, the properties pass over examples that hit it (`hypothesis.reject`), so

@@ -18,7 +18,7 @@ here) shows up in any output, nor is that server asked for anything.
 
 Then a few are polled end to end (claim_source_now + poll_source) from a real HTTP server: the
 source ends OK with clean items or with a clear last_status and last_error, never "error".
-Files that hit a bug reported in feeds/parsing.py (tests/fuzz/reported.py) are strict xfails.
+Files that hit a bug reported in feeds/parsing (tests/fuzz/reported.py) are strict xfails.
 """
 
 from __future__ import annotations

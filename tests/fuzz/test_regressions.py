@@ -1,7 +1,7 @@
 """The minimal inputs of the bugs the fuzz tests found, as plain tests.
 
 Fixed here (feeds/urls.py, fetcher.py, web.py, telegram/preview.py, discovery.py): each test
-failed before its fix. Reported (feeds/parsing.py, owned by another change at the time, see
+failed before its fix. Reported (feeds/parsing, owned by another change at the time, see
 tests/fuzz/reported.py): strict xfails, which fail once the bug is fixed, as a reminder to drop
 the marker and the entry in reported.py.
 """
@@ -212,7 +212,7 @@ def test_discovery_on_a_page_whose_url_does_not_parse_finds_nothing() -> None:
     assert discover_feeds(b"<a href='/feed'>feed</a>", "http://[bad/") == []
 
 
-# --- Reported: feeds/parsing.py --------------------------------------------------------------
+# --- Reported: feeds/parsing --------------------------------------------------------------
 
 
 def test_a_body_that_names_a_local_file_is_not_read_from_disk(tmp_path: Path) -> None:

@@ -1,214 +1,39 @@
-"""Turn fetched bytes into normalized, sanitized entries.
-
-Two readers give the same entries. The fast one builds a tree with a strict lxml parser (no
-entities expanded, no DTD or network access, libxml2's size limits) and reads it the way
-feedparser reads its SAX events, for the RSS 2.0, Atom 1.0 and RSS 1.0 constructs it knows. A
-document that is not well-formed, has a DOCTYPE, or holds a construct the fast reader does not
-model (listed in `Routed` messages) goes to feedparser, the reference: it recovers what it can
-from broken XML, where a recovering parser would silently cut titles and drop markup. Both
-readers hand their raw strings to the same code, so the fields cannot drift apart by path;
-tests/feeds/test_parsing_fast.py checks that they agree.
-
-feedparser only ever sees bytes (given a string that looks like a URL it would fetch it itself,
-around our fetcher's limits). JSON Feed 1.x is parsed here. Every title, text and HTML field is
-sanitized before it leaves this module.
-"""
+"""The fast reader: a strict lxml parse, read the way feedparser reads its SAX events."""
 
 from __future__ import annotations
 
-import calendar
 import contextlib
-import hashlib
-import io
-import json
 import re
 import threading
-import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import uses_relative
 from xml.sax.saxutils import escape as xml_escape
 
-import feedparser
 from feedparser.datetimes import _parse_date
 from feedparser.html import _cp1252
 from feedparser.mixin import _FeedParserMixin
 from feedparser.urls import _urljoin, make_safe_absolute_uri
 from lxml import etree
 
-from feeds.sanitize import clean_fragment, html_to_text
-from feeds.urls import clean_link, link_key
-
-MAX_ENTRIES = 1000
-_MAX_ID = 512
-_MAX_TITLE = 1000
-_MAX_URL = 2000
-_NOT_A_PARSE_ERROR = (feedparser.NonXMLContentType, feedparser.CharacterEncodingOverride)
-
-Parser = Literal["fast", "feedparser", "json"]
-
-
-class NotAFeed(Exception):
-    """The body parsed as neither RSS, Atom nor JSON Feed."""
-
-    status = "not_a_feed"
-
-
-@dataclass(frozen=True)
-class ParsedEntry:
-    external_id: str
-    url: str
-    title: str
-    text: str
-    html: str
-    author: str
-    published_at: datetime | None
-    content_hash: str
-    link_key: str = ""  # feeds.urls.link_key(url): the second rung of the identity ladder
-
-
-@dataclass
-class ParsedFeed:
-    title: str = ""
-    site_url: str = ""
-    entries: list[ParsedEntry] = field(default_factory=list)
-    # RSS <ttl> in seconds: the publisher's "do not poll more often than this".
-    ttl_seconds: int | None = None
-    # Which reader produced this, and why the fast one declined ("" if it did not).
-    parser: Parser = "feedparser"
-    routed: str = ""
-
-
-def parse_feed(body: bytes, *, content_type: str = "", base_url: str = "") -> ParsedFeed:
-    """Parse RSS, Atom or JSON Feed bytes; raise NotAFeed with a reason otherwise."""
-    if not body.strip():
-        raise NotAFeed("the response body is empty")
-    if _looks_like_json(body, content_type):
-        return _parse_json_feed(body)
-    try:
-        return parse_fast(body, base_url=base_url)
-    except Routed as route:
-        parsed = parse_with_feedparser(body, content_type=content_type, base_url=base_url)
-        parsed.routed = str(route)
-        return parsed
+from feeds.parsing.entries import (
+    MAX_ENTRIES,
+    NotAFeed,
+    ParsedEntry,
+    ParsedFeed,
+    _clip_url,
+    _entry,
+    _ttl_seconds,
+    _usable,
+    _utc,
+)
+from feeds.sanitize import html_to_text
 
 
 def parse_fast(body: bytes, *, base_url: str = "") -> ParsedFeed:
     """The fast reader alone (RSS 2.0, Atom 1.0, RSS 1.0): raises Routed where parse_feed
     would hand the document to feedparser, NotAFeed where it refuses it."""
     return _FastReader(base_url).read(body)
-
-
-def parse_with_feedparser(body: bytes, *, content_type: str = "", base_url: str = "") -> ParsedFeed:
-    """The reference reader: feedparser, then the same field handling as the fast reader."""
-    try:
-        parsed = feedparser.parse(
-            # A file object, never the bytes: feedparser tries bytes or str it is given as a
-            # file name first, so a body of "/etc/passwd" or "/dev/zero" would be read from disk.
-            io.BytesIO(body),
-            response_headers={"content-location": base_url} if base_url else None,
-            # nh3 with our own allow-list, and our own resolution of relative links in the HTML
-            # (feedparser's rewrites the markup on the way), exactly as on the fast path.
-            sanitize_html=False,
-            resolve_relative_uris=False,
-        )
-    except (ValueError, UnicodeError, OverflowError) as exc:
-        # Its lenient parser trips over some broken documents, e.g. chr() of "&#1114112;".
-        raise NotAFeed(f"the response is not a well-formed feed ({exc!r})") from exc
-    if not parsed.get("version") and not parsed.entries:
-        head = body[:512].lstrip().lower()
-        if "html" in content_type.lower() or head.startswith(b"<!doctype html") or b"<html" in head:
-            raise NotAFeed("the URL returned an HTML page, not an RSS/Atom feed")
-        reason = parsed.get("bozo_exception")
-        # feedparser also sets bozo for a missing or non-XML Content-Type and for a charset
-        # override; those say nothing about whether the document is well-formed.
-        if parsed.get("bozo") and not isinstance(reason, _NOT_A_PARSE_ERROR):
-            raise NotAFeed(f"the response is not a well-formed feed ({reason})")
-        raise NotAFeed("the response is XML but neither RSS nor Atom")
-    meta = parsed.feed
-    return ParsedFeed(
-        title=html_to_text(_void_end_tags(meta.get("title", ""), meta.get("title_detail")))[:300],
-        site_url=_clip_url(meta.get("link", "")),
-        entries=_usable(_feedparser_entry(item) for item in parsed.entries[:MAX_ENTRIES]),
-        ttl_seconds=_ttl_seconds(meta.get("ttl")),
-        parser="feedparser",
-    )
-
-
-def _feedparser_entry(item: Any) -> ParsedEntry:
-    content = item.get("content") or []
-    detail = content[0] if content else item.get("summary_detail") or {}
-    raw_html = detail.get("value", "") if content else item.get("summary", "")
-    return _entry(
-        guid=_str(item.get("id")),
-        link=_str(item.get("link")),
-        title=_str(_void_end_tags(item.get("title"), item.get("title_detail"))),
-        raw_html=_str(_void_end_tags(raw_html, detail)),
-        base=_str(detail.get("base", "")),
-        author=_str(item.get("author")),
-        # dict.get: FeedParserDict would map a missing updated_parsed to published_parsed, with
-        # a DeprecationWarning, and that one is empty here.
-        published_at=_utc(item.get("published_parsed") or dict.get(item, "updated_parsed")),
-    )
-
-
-def _void_end_tags(value: object, detail: object) -> object:
-    """Inline XHTML as feedparser writes it out gives <br/> an end tag, which an HTML parser
-    reads as a second <br>: drop it (the fast reader does the same)."""
-    xhtml = isinstance(detail, dict) and detail.get("type") == "application/xhtml+xml"
-    return value.replace("</br>", "") if xhtml and isinstance(value, str) else value
-
-
-def _entry(
-    *,
-    guid: str,
-    link: str,
-    title: str,
-    raw_html: str,
-    base: str,
-    author: str,
-    published_at: datetime | None,
-) -> ParsedEntry:
-    """An entry from the raw strings either reader found: the one place they become fields."""
-    html, text = clean_fragment(raw_html, base_url=base)
-    return make_entry(
-        guid=guid,
-        url=_clip_url(link),
-        title=html_to_text(title),
-        text=text,
-        html=html,
-        author=html_to_text(author),
-        published_at=published_at,
-    )
-
-
-def _utc(value: time.struct_time | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        if value.tm_sec < 60:  # what fromtimestamp(timegm(value)) gives, without the round trip
-            return datetime(*value[:6], tzinfo=UTC)
-        return datetime.fromtimestamp(calendar.timegm(value), UTC)
-    except (OverflowError, ValueError):  # feedparser reads "0000-01-01" as year 0
-        return None
-
-
-def _ttl_seconds(value: object) -> int | None:
-    """RSS 2.0 <ttl> is minutes; ignore nonsense rather than fail the poll."""
-    try:
-        minutes = int(str(value).strip())
-    except (TypeError, ValueError):
-        return None
-    return minutes * 60 if 0 < minutes <= 7 * 24 * 60 else None
-
-
-def _looks_like_json(body: bytes, content_type: str) -> bool:
-    return "json" in content_type.lower() or body.lstrip()[:1] == b"{"
-
-
-# --- The fast reader ------------------------------------------------------------------------
 
 
 class Routed(Exception):
@@ -990,119 +815,3 @@ def _dispatch() -> dict[str, Any]:
 
 
 _HANDLERS = _dispatch()
-
-
-# --- JSON Feed ------------------------------------------------------------------------------
-
-
-def _parse_json_feed(body: bytes) -> ParsedFeed:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise NotAFeed(f"the response is not valid JSON ({exc})") from exc
-    if not isinstance(data, dict) or "jsonfeed.org/version" not in str(data.get("version", "")):
-        raise NotAFeed("the response is JSON but not a JSON Feed (no jsonfeed.org version)")
-    items = data.get("items")
-    if not isinstance(items, list):
-        raise NotAFeed("the JSON Feed has no items list")
-    entries = []
-    for item in items[:MAX_ENTRIES]:
-        if not isinstance(item, dict):
-            continue
-        raw_html = _str(item.get("content_html"))
-        html, text = clean_fragment(raw_html)
-        if not raw_html:
-            text = _str(item.get("content_text"))
-        authors = item.get("authors") or ([item["author"]] if item.get("author") else [])
-        if not isinstance(authors, list):
-            authors = []  # a number, a string, true: nothing to read a name from
-        author = next(
-            (_str(a.get("name")) for a in authors if isinstance(a, dict) and a.get("name")), ""
-        )
-        entries.append(
-            make_entry(
-                guid=_str(item.get("id")),
-                url=_clip_url(_str(item.get("url"))),
-                title=html_to_text(_str(item.get("title"))),
-                text=text,
-                html=html,
-                author=author,
-                published_at=_iso_date(item.get("date_published") or item.get("date_modified")),
-            )
-        )
-    return ParsedFeed(
-        title=_str(data.get("title"))[:300],
-        site_url=_clip_url(_str(data.get("home_page_url"))),
-        entries=_usable(entries),
-        parser="json",
-    )
-
-
-# --- Shared ---------------------------------------------------------------------------------
-
-
-def make_entry(
-    *,
-    guid: str,
-    url: str,
-    title: str,
-    text: str,
-    html: str,
-    author: str,
-    published_at: datetime | None,
-) -> ParsedEntry:
-    """One entry, sanitized fields in; the identity is computed here. Readers of every kind
-    (feeds, t.me pages, web pages, the Telegram gateway) build their entries with this."""
-    url = clean_link(url)
-    title = title[:_MAX_TITLE]
-    content_hash = hashlib.sha256(f"{title}\n{text}".encode()).hexdigest()
-    # Identity ladder: the publisher's id, else the link, else what the item says.
-    external_id = guid.strip() or url or f"sha256:{content_hash}"
-    if len(external_id) > _MAX_ID:
-        external_id = "sha256:" + hashlib.sha256(external_id.encode()).hexdigest()
-    return ParsedEntry(
-        external_id=external_id,
-        url=url,
-        title=title,
-        text=text,
-        html=html,
-        author=author[:300],
-        published_at=published_at,
-        content_hash=content_hash,
-        link_key=link_key(url),
-    )
-
-
-def _usable(entries: Iterable[ParsedEntry]) -> list[ParsedEntry]:
-    # A lenient parse of a truncated document can yield an item with nothing in it.
-    return [e for e in entries if e.title or e.text or e.html or e.url]
-
-
-def _clip_url(url: str) -> str:
-    url = (url or "").replace("\x00", "").strip()
-    if len(url) > _MAX_URL or not url.lower().startswith(("http://", "https://")):
-        return ""
-    return url
-
-
-def _str(value: object) -> str:
-    # PostgreSQL text cannot hold NUL or a lone surrogate (JSON "\ud800", or a character
-    # reference feedparser's lenient parser decodes): one would fail every poll of the source.
-    if not isinstance(value, str):
-        return ""
-    if not value.isascii():
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            value = value.encode(errors="replace").decode()
-    return value.replace("\x00", "")
-
-
-def _iso_date(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-    except (OverflowError, ValueError):  # not ISO 8601, or out of range once in UTC
-        return None
