@@ -48,12 +48,13 @@ _XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
 _RDF_ABOUT = f"{{{_RDF}}}about"
 # Namespace URI -> the prefix feedparser files its elements under ("" for the core formats).
 _NS_PREFIX = {uri.lower(): prefix.lower() for uri, prefix in _FeedParserMixin.namespaces.items()}
+_USUAL_PREFIXES = frozenset(_NS_PREFIX.values())
 # feedparser runs an end-tag handler for these names even inside inline XHTML content.
 _END_HANDLERS = frozenset(
     name[5:].lower() for name in dir(_FeedParserMixin) if name.startswith("_end_")
 )
-# Prefixes whose elements we read: one of them bound to another namespace is not what it seems.
-_READ_PREFIXES = frozenset({"dc", "dcterms", "content", "media", "itunes", "xhtml"})
+# A namespace declaration, as feedparser's SAX parser reports it (startPrefixMapping).
+_XMLNS_PREFIX = re.compile(rb"""xmlns:([^\s=/>]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _TITLES = frozenset({"title", "dc_title", "media_title"})
 _DESCRIPTIONS = frozenset({"description", "dc_description", "media_description"})
 _SUMMARIES = frozenset({"summary", "itunes_summary"})
@@ -321,6 +322,8 @@ class _FastReader:
         if docinfo.doctype:
             _refuse_hostile_entities(body)
             raise Routed("the document has a DOCTYPE")
+        if b"xmlns:" in body:
+            _refuse_renamed_prefixes(body)
         tag = root.tag
         if tag == "rss":
             self.version = "rss20"
@@ -435,8 +438,6 @@ class _FastReader:
             if prefix is None:
                 # An unknown namespace: feedparser names the element by the declared prefix.
                 given = (el.prefix or "").lower()
-                if given in _READ_PREFIXES:
-                    raise Routed(f"the prefix {given}: is bound to {uri}")
                 name = f"{given}_{local.lower()}" if given else local.lower()
                 return name, _HANDLERS.get(name)
             name = f"{prefix}_{local.lower()}" if prefix else local.lower()
@@ -729,6 +730,32 @@ class _FastReader:
 
     def _unexpected(self, el: Any, name: str) -> None:
         raise Routed(f"<{name}>, which the fast reader does not read")
+
+
+def _refuse_renamed_prefixes(body: bytes) -> None:
+    """Routed if feedparser would name some element by another prefix than its namespace or
+    its own prefix gives. It keeps, for the whole document, a map from each prefix declared
+    for a namespace it knows to that namespace's usual prefix (xmlns:foo="<Dublin Core>":
+    foo -> dc), and applies it to every element's prefix: with xmlns:dc bound to Media RSS,
+    a Dublin Core element, or one of an unknown namespace declared as dc:, would be read as
+    media:. Prefixes bound to their usual namespace, or in upper case, change nothing."""
+    renamed: dict[str, str] = {}
+    unknown: set[str] = set()
+    for match in _XMLNS_PREFIX.finditer(body):
+        prefix = match.group(1).decode("utf-8", "replace")
+        uri = (match.group(2) or match.group(3) or b"").decode("utf-8", "replace").lower()
+        usual = "" if "backend.userland.com/rss" in uri else _NS_PREFIX.get(uri)
+        if usual is None:
+            unknown.add(prefix.lower())
+        elif usual != prefix and prefix == prefix.lower():
+            renamed[prefix] = usual
+    clash = set(renamed) & (_USUAL_PREFIXES | unknown)
+    if clash:
+        prefix = min(clash)
+        raise Routed(
+            f"the prefix {prefix}: is declared for a namespace feedparser calls "
+            f"{renamed[prefix] or 'the feed'}'s, which renames every {prefix}: element"
+        )
 
 
 def _holds_c1(body: bytes) -> bool:

@@ -183,6 +183,16 @@ CONSTRUCTS = {
     "html5_doctype": _ATOM.format("<entry><id>urn:h</id><title>h</title></entry>").replace(
         "?><feed", "?>\n<!DOCTYPE html><feed"
     ),
+    # A prefix feedparser reads (dc:, media:) bound to a namespace it does not know: it names
+    # the elements by the prefix; a known namespace under another prefix (atom10:) is fine.
+    "prefix_bound_elsewhere": (
+        '<?xml version="1.0"?><rss version="2.0" xmlns:dc="https://purl.org/dc/elements/1.1/"'
+        ' xmlns:media="http://www.rssboard.org/media-rss"'
+        ' xmlns:atom10="http://www.w3.org/2005/Atom"><channel><title>p</title>'
+        '<atom10:link rel="self" href="https://inline.example/feed"/><item><title>t</title>'
+        "<dc:creator>who</dc:creator><media:description>described</media:description>"
+        "</item></channel></rss>"
+    ),
     "c1_raw": _RSS.format("<item><title>raw \x96 dash</title></item>"),
     "c1_hexadecimal": _RSS.format("<item><title>hex &#x93;q&#x94; &#x0080;</title></item>"),
     "c1_decimal": _RSS.format("<item><title>decimal &#0150; &#159;</title></item>"),
@@ -255,10 +265,11 @@ ROUTED = {
         ),
         "inline XHTML",
     ),
-    "prefix_bound_elsewhere": (
-        '<?xml version="1.0"?><rss version="2.0" xmlns:dc="https://purl.org/dc/elements/1.1/">'
-        "<channel><title>p</title><item><title>t</title><dc:creator>who</dc:creator></item>"
-        "</channel></rss>",
+    # feedparser renames the prefix of every dc: element to media: here (its namespace map).
+    "prefix_renamed_by_a_declaration": (
+        '<?xml version="1.0"?><rss version="2.0" xmlns:dc="http://search.yahoo.com/mrss/"'
+        ' xmlns:d="http://purl.org/dc/elements/1.1/"><channel><title>p</title><item>'
+        "<title>t</title><d:creator>who</d:creator></item></channel></rss>",
         "prefix dc:",
     ),
 }
