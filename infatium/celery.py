@@ -52,6 +52,25 @@ def _unbind_task_from_logs(task_id: str | None = None, **_: Any) -> None:
             unbind(token)
 
 
+@task_prerun.connect
+@task_postrun.connect
+def _release_connections(task: Any = None, **_: Any) -> None:
+    """Database connections around each task as Django handles them around each request: given
+    back to the pool (or kept while CONN_MAX_AGE allows), dropped if an error left them unusable.
+    The pool checks a connection before lending it (CONN_HEALTH_CHECKS), so one the database
+    dropped meanwhile (restart, terminated backend) is replaced, not handed to a task.
+
+    Celery's Django fixup would instead close every connection and, in prefork children with
+    DB_POOL, the whole pool around each task: a new PostgreSQL connection per task, several ms
+    each. CELERY_DB_REUSE_MAX tells it to do so only every so many tasks.
+    """
+    if task is None or getattr(task.request, "is_eager", False):
+        return  # run inline by the caller (tests): its connection and transaction are its own
+    from django.db import close_old_connections
+
+    close_old_connections()
+
+
 @worker_process_init.connect
 def _drop_inherited_connection_pools(**_: Any) -> None:
     # A prefork child must not share the parent's pooled PostgreSQL sockets: each child opens

@@ -127,6 +127,9 @@ def _database(url: str) -> dict[str, object]:
         # Django's psycopg 3 pool; persistent connections must then stay off.
         options["pool"] = {"min_size": 1, "max_size": DB_POOL_MAX_SIZE, "timeout": 10}
         config["CONN_MAX_AGE"] = 0
+        # The pool tests a connection before lending it (one empty query): workers keep theirs
+        # between tasks, and one the database dropped must not reach the next task.
+        config["CONN_HEALTH_CHECKS"] = True
     else:
         config["CONN_MAX_AGE"] = 60
         config["CONN_HEALTH_CHECKS"] = True
@@ -193,6 +196,9 @@ CELERY_TASK_ROUTES = {
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120, minimum=1)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 150, minimum=2)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes the database connections (and, in prefork children, the whole
+# pool) only every this many tasks; infatium.celery gives them back to the pool after each task.
+CELERY_DB_REUSE_MAX = 1000
 # Reconnects when the broker goes away with acks_late tasks unacknowledged (infatium.celery).
 CELERY_WORKER_CONSUMER = "infatium.celery:Consumer"
 CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower shows tasks live
