@@ -9,12 +9,13 @@ killed worker or a flushed broker is simply dispatched again.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -23,7 +24,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, connections, transaction
-from django.db.models import Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from feeds.fetcher import FetchError
@@ -67,7 +68,6 @@ def claim_due_sources(*, now: datetime | None = None, limit: int | None = None) 
     limit = limit or settings.POLL_DISPATCH_BATCH
     lease_until = now + timedelta(seconds=settings.POLL_LEASE_SECONDS)
     cap = settings.POLL_PER_HOST_CONCURRENCY
-    claims: list[Claim] = []
     with transaction.atomic():
         due = Source.objects.select_for_update(skip_locked=True).filter(
             active=True, next_poll_at__lte=now
@@ -75,14 +75,14 @@ def claim_due_sources(*, now: datetime | None = None, limit: int | None = None) 
         if getattr(settings, "TELEGRAM_GATEWAY_ENABLED", False):
             due = due.exclude(kind=SourceKind.TELEGRAM)
         rows = list(due.order_by("next_poll_at").values_list("id", "host", "claimed_until")[:limit])
-        in_flight: dict[str, int] = {}
         hosts = {host for _, host, _ in rows}
-        for host in (
+        in_flight: dict[str, int] = dict(
             Source.objects.filter(host__in=hosts, claimed_until__gt=now)
-            .values_list("host", flat=True)
-            .iterator()
-        ):
-            in_flight[host] = in_flight.get(host, 0) + 1
+            .values("host")
+            .annotate(n=Count("id"))
+            .values_list("host", "n")
+        )
+        chosen: list[tuple[int, uuid.UUID]] = []
         for source_id, host, claimed_until in rows:
             if claimed_until is not None and claimed_until <= now:
                 logger.warning(
@@ -90,16 +90,43 @@ def claim_due_sources(*, now: datetime | None = None, limit: int | None = None) 
                 )
             if in_flight.get(host, 0) >= cap:
                 continue
-            token = uuid.uuid4()
-            # Conditional on still being due: on databases without row locks (SQLite) a racing
-            # dispatcher's claim makes this update touch nothing.
-            claimed = Source.objects.filter(
-                id=source_id, active=True, next_poll_at__lte=now
-            ).update(claim_token=token, claimed_until=lease_until, next_poll_at=lease_until)
-            if claimed:
-                in_flight[host] = in_flight.get(host, 0) + 1
-                claims.append(Claim(source_id=source_id, token=str(token)))
-    return claims
+            in_flight[host] = in_flight.get(host, 0) + 1
+            chosen.append((source_id, uuid.uuid4()))
+        taken = _take_claims(chosen, now=now, lease_until=lease_until)
+    return [Claim(source_id=i, token=str(token)) for i, token in chosen if i in taken]
+
+
+_CLAIM_SQL = """
+UPDATE feeds_source AS s SET claim_token = v.token, claimed_until = %s, next_poll_at = %s
+FROM unnest(%s::bigint[], %s::uuid[]) AS v(id, token)
+WHERE s.id = v.id AND s.active AND s.next_poll_at <= %s
+RETURNING s.id
+"""
+
+
+def _take_claims(
+    chosen: list[tuple[int, uuid.UUID]], *, now: datetime, lease_until: datetime
+) -> set[int]:
+    """Set each chosen source's claim, conditional on its still being due; returns the ids
+    claimed. One UPDATE on PostgreSQL (the rows are locked already), one per source elsewhere:
+    on databases without row locks (SQLite) a racing dispatcher's claim makes it touch nothing.
+    """
+    if not chosen:
+        return set()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _CLAIM_SQL,
+                [lease_until, lease_until, [i for i, _ in chosen], [t for _, t in chosen], now],
+            )
+            return {row[0] for row in cursor.fetchall()}
+    return {
+        source_id
+        for source_id, token in chosen
+        if Source.objects.filter(id=source_id, active=True, next_poll_at__lte=now).update(
+            claim_token=token, claimed_until=lease_until, next_poll_at=lease_until
+        )
+    }
 
 
 def claim_source_now(*, source_id: int) -> Claim | None:
@@ -143,13 +170,17 @@ def poll_source(*, source_id: int, token: str) -> list[int]:
     if source is None:
         logger.info("poll of source %s skipped: claim %s no longer held", source_id, token)
         return []
-    return _record(source, token, _read(source))
+    return _record_all([(source, token, _read(source))])
 
 
 def poll_sources(claims: Sequence[Claim]) -> list[int]:
-    """`poll_source` for many claims at once: the network waits overlap (a thread per source,
-    up to POLL_THREADS), the writes run one source at a time, each in a savepoint of one
-    transaction. Returns every raw post id to process."""
+    """`poll_source` for many claims at once; returns every raw post id to process.
+
+    The network waits overlap (a thread per source, up to POLL_THREADS), and the reads are
+    stored as they come in, POLL_STORE_BATCH at a time, each group in one transaction
+    (`_record_all`), while the remaining reads go on: the database works on one group while
+    the next is fetched and parsed.
+    """
     tokens = {claim.source_id: claim.token for claim in claims}
     held = [
         source
@@ -162,26 +193,9 @@ def poll_sources(claims: Sequence[Claim]) -> list[int]:
             len(tokens) - len(held),
             len(tokens),
         )
-    if len(held) <= 1:
-        outcomes = [_read(source) for source in held]
-    else:
-        with ThreadPoolExecutor(max_workers=min(len(held), settings.POLL_THREADS)) as pool:
-            outcomes = list(pool.map(_read_in_thread, held))
     ids: list[int] = []
-    # One commit for the batch (a commit waits for the WAL to reach the disk); each source's
-    # writes are a savepoint of their own, so one source's failure undoes only its own.
-    unchanged = [
-        (source, tokens[source.id], outcome)
-        for source, outcome in zip(held, outcomes, strict=True)
-        if outcome.error is None and outcome.read is not None and outcome.read.not_modified
-    ]
-    with transaction.atomic():
-        if unchanged:
-            _finish_unchanged(unchanged)
-        done = {source.id for source, _, _ in unchanged}
-        for source, outcome in zip(held, outcomes, strict=True):
-            if source.id not in done:
-                ids.extend(_record(source, tokens[source.id], outcome))
+    for group in _reads(held, size=settings.POLL_STORE_BATCH):
+        ids += _record_all([(source, tokens[source.id], outcome) for source, outcome in group])
     return ids
 
 
@@ -211,6 +225,132 @@ def _read_in_thread(source: Source) -> _Outcome:
         return _read(source)
     finally:
         connections.close_all()  # this thread's own connections (a reader that asked `known`)
+
+
+_readers: ThreadPoolExecutor | None = None
+_readers_key: tuple[int, int] = (0, 0)  # (pid, size) the pool was made for
+
+
+def _reader_pool() -> ThreadPoolExecutor:
+    """One pool of POLL_THREADS threads per process, kept between tasks (starting eight
+    threads costs about as much as a 304 round trip)."""
+    global _readers, _readers_key
+    key = (os.getpid(), settings.POLL_THREADS)
+    if _readers is None or _readers_key != key:
+        if _readers is not None and _readers_key[0] == key[0]:
+            _readers.shutdown(wait=False)
+        # A forked child inherits the parent's pool object but none of its threads: a new one.
+        _readers = ThreadPoolExecutor(max_workers=key[1], thread_name_prefix="poll-read")
+        _readers_key = key
+    return _readers
+
+
+def _reads(sources: list[Source], *, size: int) -> Iterator[list[tuple[Source, _Outcome]]]:
+    """`_read` every source in the reader pool; yield the reads in the order they finish, in
+    groups of `size` and then the rest."""
+    if len(sources) <= 1:
+        yield [(source, _read(source)) for source in sources]
+        return
+    futures = {_reader_pool().submit(_read_in_thread, source): source for source in sources}
+    finished: list[tuple[Source, _Outcome]] = []
+    try:
+        for count, future in enumerate(as_completed(futures), start=1):
+            finished.append((futures[future], future.result()))
+            if len(finished) == size or count == len(futures):
+                yield finished
+                finished = []
+    finally:
+        # Interrupted (the soft time limit, an error storing a group): the reads not started
+        # yet are dropped; their claims expire with the lease.
+        for future in futures:
+            future.cancel()
+
+
+def _record_all(polls: list[tuple[Source, str, _Outcome]]) -> list[int]:
+    """Record every poll in one transaction (a commit waits for the WAL to reach the disk):
+    successful reads together, then each failed one on its own. Returns the raw post ids to
+    process."""
+    succeeded = [poll for poll in polls if poll[2].error is None and poll[2].read is not None]
+    ids: list[int] = []
+    with transaction.atomic():
+        if succeeded:
+            ids += _store_polls_or_each(succeeded)
+        for source, token, outcome in polls:
+            if outcome.error is not None or outcome.read is None:
+                ids += _record(source, token, outcome)
+    return ids
+
+
+def _store_polls_or_each(polls: list[tuple[Source, str, _Outcome]]) -> list[int]:
+    """`_store_polls` in a savepoint; should anything in it fail (a unique violation from a
+    concurrent store, a row PostgreSQL refuses), it is undone and every poll is recorded on its
+    own (`_record`), so the failure lands on its own source and the others are stored."""
+    try:
+        with transaction.atomic():
+            return _store_polls(polls)
+    except Exception:
+        logger.warning(
+            "storing %s polls together failed; storing them one by one", len(polls), exc_info=True
+        )
+    ids: list[int] = []
+    for source, token, outcome in polls:
+        ids += _record(source, token, outcome)
+    return ids
+
+
+def _store_polls(polls: list[tuple[Source, str, _Outcome]]) -> list[int]:
+    """Store successful reads (304s and feeds with entries) at once, in the caller's
+    transaction: what is new is decided for every source with two queries in all
+    (`_plan_stores`), then one COPY of the poll logs, one of the raw posts, one of their outbox
+    events, and one UPDATE of the sources (each still conditional on its claim). Edited items
+    are updated one by one (rare). Same outcome as `_record_poll` for each source."""
+    now = timezone.now()
+    reads = [(source, outcome.read) for source, _, outcome in polls]
+    plans = _plan_stores([(source, read.entries) for source, read in reads if read])
+    logs: list[PollLog] = []
+    finished: list[tuple[Source, str, dict[str, object]]] = []
+    for source, token, outcome in polls:
+        read = outcome.read
+        assert read is not None
+        plan = plans.get(source.id, _Plan())
+        edited = _apply_edits(plan.edits, now=now)
+        log = PollLog(
+            source=source,
+            started_at=outcome.started_at,
+            status=PollStatus.NOT_MODIFIED if read.not_modified else PollStatus.OK,
+            http_status=read.http_status,
+            bytes_received=min(read.bytes_received, 2**31 - 1),
+            items_seen=plan.seen,
+            items_new=len(plan.new),
+            items_updated=len(edited),
+        )
+        fields = _close_log(source, log, outcome.started, read, new_items=len(plan.new))
+        plan.edited_ids = edited
+        logs.append(log)
+        finished.append((source, token, fields))
+    bulk_insert(PollLog, logs)
+    created = _insert_raw_posts(
+        [
+            (source, log, plans[source.id].new, now)
+            for (source, _, _), log in zip(polls, logs, strict=True)
+            if source.id in plans and plans[source.id].new
+        ]
+    )
+    outbox.record_raw_posts_created(created)
+    _finish_sources(finished)
+    ids: list[int] = []
+    new_ids: dict[int, list[int]] = {}
+    for raw in created:
+        new_ids.setdefault(raw.source_id, []).append(raw.id)
+    for (source, _, outcome), log in zip(polls, logs, strict=True):
+        read = outcome.read
+        assert read is not None
+        if read.cursor is not None:
+            advance_cursor(source_id=source.id, cursor=read.cursor)
+        plan = plans.get(source.id, _Plan())
+        ids += sorted({*new_ids.get(source.id, []), *plan.edited_ids})
+        _log_poll(source, log)
+    return ids
 
 
 def _record(source: Source, token: str, outcome: _Outcome) -> list[int]:
@@ -294,105 +434,214 @@ def store_entries(source: Source, entries: list[ParsedEntry], *, log: PollLog) -
     new title, text and HTML (`edited_at`), and is handed back for processing again (feeds that
     did not take it may now; posts already made show the new text).
     """
-    stored = Stored(seen=len(entries))
-    entries = _distinct_identities(entries)
-    if not entries:
-        return stored
-    by_ext = {e.external_id: e for e in entries}
-    link_counts = Counter(e.link_key for e in entries if e.link_key)
-    unique_links = [k for k, n in link_counts.items() if n == 1]
-    hashes = [e.content_hash for e in entries]
-    same_item = (
-        Q(external_id__in=list(by_ext)) | Q(link_key__in=unique_links) | Q(content_hash__in=hashes)
-    )
-    # A source that never stored anything (a new one, an OPML import) has nothing to match.
-    fresh = (
-        source.last_new_item_at is None
-        and not RawPost.objects.filter(source=source).exists()
-        and not Tombstone.objects.filter(source=source).exists()
-    )
-    rows = RawPost.objects.none() if fresh else RawPost.objects.filter(source=source)
-    stored_ext: dict[str, tuple[int, str, str]] = {}
-    stored_link: dict[str, tuple[int, str, str]] = {}
-    stored_hash: dict[str, tuple[int, str, str]] = {}
-    for raw_id, ext, link, chash, title in rows.filter(same_item).values_list(
-        "id", "external_id", "link_key", "content_hash", "title"
-    ):
-        row = (raw_id, chash, title)
-        stored_ext[ext] = row
-        if link:
-            stored_link.setdefault(link, row)
-        stored_hash.setdefault(chash, row)
-    tomb_ext: set[str] = set()
-    tomb_link: set[str] = set()
-    tomb_hash: set[str] = set()
-    for ext, link, chash in (
-        (Tombstone.objects.none() if fresh else Tombstone.objects.filter(source=source))
-        .filter(
-            Q(external_id__in=list(by_ext))
-            | Q(link_key__in=list(unique_links))
-            | Q(content_hash__in=hashes)
-        )
-        .values_list("external_id", "link_key", "content_hash")
-    ):
-        tomb_ext.add(ext)
-        if link:
-            tomb_link.add(link)
-        tomb_hash.add(chash)
-
-    unique_set = set(unique_links)
-    new: list[ParsedEntry] = []
-    edits: dict[int, tuple[ParsedEntry, str]] = {}
-    for entry in entries:
-        # The ladder: external id; else the link, when it tells items apart; else the content.
-        by_link = entry.link_key in unique_set
-        if entry.external_id in tomb_ext or (
-            entry.link_key in tomb_link if by_link else entry.content_hash in tomb_hash
-        ):
-            continue
-        match = stored_ext.get(entry.external_id)
-        if match is None:
-            match = (
-                stored_link.get(entry.link_key) if by_link else stored_hash.get(entry.content_hash)
-            )
-        if match is None:
-            new.append(entry)
-        elif match[1] != entry.content_hash and match[0] not in edits:
-            edits[match[0]] = (entry, match[2])
-
+    plan = _plan_stores([(source, entries)]).get(source.id, _Plan(seen=len(entries)))
+    stored = Stored(seen=plan.seen)
     now = timezone.now()
-    if new:
-        rows_to_add = [
-            RawPost(
-                source=source,
-                poll=log,
-                external_id=entry.external_id,
-                url=entry.url,
-                title=entry.title,
-                text=entry.text,
-                html=entry.html,
-                author=entry.author,
-                published_at=entry.published_at,
-                fetched_at=now,
-                content_hash=entry.content_hash,
-                link_key=entry.link_key,
-            )
-            for entry in new
-        ]
+    if plan.new:
         try:
             # The usual case: nobody stored these meanwhile, and the ids come back with the
             # INSERT (no second read of what was just written).
             with transaction.atomic():
-                created = bulk_insert(RawPost, rows_to_add)
+                created = _insert_raw_posts([(source, log, plan.new, now)])
         except IntegrityError:
             # A concurrent store of the same items (the gateway and a poll): keep the first
             # copies; rows that already existed keep the poll that stored them.
-            for row in rows_to_add:
-                row.pk = None  # the ids taken by the failed insert stay unused
+            rows_to_add = _raw_posts(source, log, plan.new, now)
             RawPost.objects.bulk_create(rows_to_add, ignore_conflicts=True)
             created = list(RawPost.objects.filter(poll=log).select_related("source").order_by("id"))
         outbox.record_raw_posts_created(created)
         stored.new_ids = [raw.id for raw in created]
+    stored.edited_ids = _apply_edits(plan.edits, now=now)
+    log.items_seen = stored.seen
+    log.items_new = len(stored.new_ids)
+    log.items_updated = len(stored.edited_ids)
+    return stored
+
+
+@dataclass
+class _Plan:
+    """What storing one read will do: the entries that are new, the stored raw posts that the
+    read edits (raw post id -> (entry, the title it had))."""
+
+    seen: int = 0
+    new: list[ParsedEntry] = field(default_factory=list)
+    edits: dict[int, tuple[ParsedEntry, str]] = field(default_factory=dict)
+    edited_ids: list[int] = field(default_factory=list)  # the edits that changed a row
+
+
+# Bound parameters per matching query (psycopg's limit is 65,535).
+_MATCH_PARAMS = 20_000
+
+
+def _plan_stores(reads: Sequence[tuple[Source, list[ParsedEntry]]]) -> dict[int, _Plan]:
+    """Decide, for each source's read, which entries are new and which edit a stored item (the
+    identity ladder of `store_entries`), with the same few queries for any number of sources:
+    one for which of them never stored anything, then one on raw posts and one on tombstones
+    per ~20,000 identities to match."""
+    distinct = [(source, _distinct_identities(entries)) for source, entries in reads]
+    plans = {source.id: _Plan(seen=len(entries)) for source, entries in reads}
+    # A source that never stored anything (a new one, an OPML import) has nothing to match.
+    maybe_fresh = [s.id for s, entries in distinct if entries and s.last_new_item_at is None]
+    not_fresh = set(
+        Source.objects.filter(id__in=maybe_fresh)
+        .filter(
+            Exists(RawPost.objects.filter(source=OuterRef("pk")))
+            | Exists(Tombstone.objects.filter(source=OuterRef("pk")))
+        )
+        .values_list("id", flat=True)
+        if maybe_fresh
+        else ()
+    )
+    keys: dict[int, _Keys] = {}
+    for source, entries in distinct:
+        if entries and (source.last_new_item_at is not None or source.id in not_fresh):
+            keys[source.id] = _Keys.of(entries)
+    found = {source_id: _Found() for source_id in keys}
+    for chunk in _chunks(keys):
+        same_item = Q()
+        for source_id in chunk:
+            same_item |= Q(source_id=source_id) & keys[source_id].any_of()
+        for source_id, raw_id, ext, link, chash, title in RawPost.objects.filter(
+            same_item
+        ).values_list("source_id", "id", "external_id", "link_key", "content_hash", "title"):
+            found[source_id].stored(raw_id, ext, link, chash, title)
+        for source_id, ext, link, chash in Tombstone.objects.filter(same_item).values_list(
+            "source_id", "external_id", "link_key", "content_hash"
+        ):
+            found[source_id].tombstoned(ext, link, chash)
+    for source, entries in distinct:
+        plan = plans[source.id]
+        if source.id not in keys:
+            plan.new = list(entries)
+            continue
+        unique = keys[source.id].unique_links
+        known = found[source.id]
+        for entry in entries:
+            # The ladder: external id; else the link, when it tells items apart; else the content.
+            by_link = entry.link_key in unique
+            if entry.external_id in known.tomb_ext or (
+                entry.link_key in known.tomb_link
+                if by_link
+                else entry.content_hash in known.tomb_hash
+            ):
+                continue
+            match = known.ext.get(entry.external_id)
+            if match is None:
+                match = (
+                    known.link.get(entry.link_key)
+                    if by_link
+                    else known.hash.get(entry.content_hash)
+                )
+            if match is None:
+                plan.new.append(entry)
+            elif match[1] != entry.content_hash and match[0] not in plan.edits:
+                plan.edits[match[0]] = (entry, match[2])
+    return plans
+
+
+@dataclass
+class _Keys:
+    """The identities of one read's entries, as the matching query asks for them."""
+
+    external_ids: list[str]
+    unique_links: set[str]  # links that only one entry of the read has
+    hashes: list[str]
+
+    @classmethod
+    def of(cls, entries: list[ParsedEntry]) -> _Keys:
+        link_counts = Counter(e.link_key for e in entries if e.link_key)
+        return cls(
+            external_ids=list(dict.fromkeys(e.external_id for e in entries)),
+            unique_links={k for k, n in link_counts.items() if n == 1},
+            hashes=list(dict.fromkeys(e.content_hash for e in entries)),
+        )
+
+    @property
+    def size(self) -> int:
+        return 1 + len(self.external_ids) + len(self.unique_links) + len(self.hashes)
+
+    def any_of(self) -> Q:
+        return (
+            Q(external_id__in=self.external_ids)
+            | Q(link_key__in=sorted(self.unique_links))
+            | Q(content_hash__in=self.hashes)
+        )
+
+
+@dataclass
+class _Found:
+    """What one source has stored (and tombstoned) under its read's identities."""
+
+    ext: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+    link: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+    hash: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+    tomb_ext: set[str] = field(default_factory=set)
+    tomb_link: set[str] = field(default_factory=set)
+    tomb_hash: set[str] = field(default_factory=set)
+
+    def stored(self, raw_id: int, ext: str, link: str, chash: str, title: str) -> None:
+        row = (raw_id, chash, title)
+        self.ext[ext] = row
+        if link:
+            self.link.setdefault(link, row)
+        self.hash.setdefault(chash, row)
+
+    def tombstoned(self, ext: str, link: str, chash: str) -> None:
+        self.tomb_ext.add(ext)
+        if link:
+            self.tomb_link.add(link)
+        self.tomb_hash.add(chash)
+
+
+def _chunks(keys: dict[int, _Keys]) -> Iterable[list[int]]:
+    chunk: list[int] = []
+    size = 0
+    for source_id, source_keys in keys.items():
+        if chunk and size + source_keys.size > _MATCH_PARAMS:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(source_id)
+        size += source_keys.size
+    if chunk:
+        yield chunk
+
+
+def _raw_posts(
+    source: Source, log: PollLog, entries: list[ParsedEntry], now: datetime
+) -> list[RawPost]:
+    return [
+        RawPost(
+            source=source,
+            poll_id=log.pk,
+            external_id=entry.external_id,
+            url=entry.url,
+            title=entry.title,
+            text=entry.text,
+            html=entry.html,
+            author=entry.author,
+            published_at=entry.published_at,
+            fetched_at=now,
+            content_hash=entry.content_hash,
+            link_key=entry.link_key,
+        )
+        for entry in entries
+    ]
+
+
+def _insert_raw_posts(
+    batches: list[tuple[Source, PollLog, list[ParsedEntry], datetime]],
+) -> list[RawPost]:
+    """One insert (COPY) of the new entries of every (source, poll log) given; the logs must be
+    saved. A unique violation (a concurrent store) raises IntegrityError: call it in a
+    savepoint."""
+    rows = [row for batch in batches for row in _raw_posts(*batch)]
+    return bulk_insert(RawPost, rows)
+
+
+def _apply_edits(edits: dict[int, tuple[ParsedEntry, str]], *, now: datetime) -> list[int]:
+    """Give each edited raw post its new content (unless a concurrent store did already);
+    returns the ids changed."""
+    edited: list[int] = []
     for raw_id, (entry, old_title) in edits.items():
         changed = (
             RawPost.objects.filter(id=raw_id)
@@ -408,12 +657,9 @@ def store_entries(source: Source, entries: list[ParsedEntry], *, log: PollLog) -
             )
         )
         if changed:
-            stored.edited_ids.append(raw_id)
+            edited.append(raw_id)
             _retitle_posts(raw_id, old_title, entry.title)
-    log.items_seen = stored.seen
-    log.items_new = len(stored.new_ids)
-    log.items_updated = len(stored.edited_ids)
-    return stored
+    return edited
 
 
 def _retitle_posts(raw_id: int, old_title: str, new_title: str) -> None:
@@ -485,7 +731,7 @@ def ingest(
             "last_error": "",
             "error_count": 0,
         }
-        fields.update(_rhythm(source, stored, read_entries=entries, now=now))
+        fields.update(_rhythm(source, new_items=len(stored.new_ids), read_entries=entries, now=now))
         Source.objects.filter(id=source_id).update(**fields)
         if stored.to_process:
             enqueue_processing(stored.to_process)
@@ -552,13 +798,13 @@ def purge_raw_posts(*, older_than_days: int | None = None, limit: int = 5000) ->
 
 
 def _rhythm(
-    source: Source, stored: Stored, *, read_entries: list[ParsedEntry], now: datetime
+    source: Source, *, new_items: int, read_entries: list[ParsedEntry], now: datetime
 ) -> dict[str, object]:
     """Update the source's posting rhythm: the mean gap between new items (EWMA)."""
-    if not stored.new_ids:
+    if not new_items:
         return {}
     fields: dict[str, object] = {"last_new_item_at": now}
-    n = len(stored.new_ids)
+    n = new_items
     if source.last_new_item_at is not None:
         gap = max((now - source.last_new_item_at).total_seconds() / n, 1.0)
     else:
@@ -630,7 +876,9 @@ def _finish(
     *,
     retry_after: int | None = None,
 ) -> None:
-    fields = _close_log(source, log, started, read, stored, retry_after=retry_after)
+    fields = _close_log(
+        source, log, started, read, new_items=len(stored.new_ids), retry_after=retry_after
+    )
     log.save()
     updated = Source.objects.filter(id=source.id, claim_token=token).update(**fields)
     if not updated:
@@ -643,8 +891,8 @@ def _close_log(
     log: PollLog,
     started: float,
     read: ReadResult,
-    stored: Stored,
     *,
+    new_items: int,
     retry_after: int | None = None,
 ) -> dict[str, object]:
     """Finish `log` (not saved) and return the source's new scheduling state."""
@@ -684,11 +932,11 @@ def _close_log(
             fields["title"] = read.title[:300]
         if read.site_url and not source.site_url:
             fields["site_url"] = read.site_url
-        rhythm = _rhythm(source, stored, read_entries=read.entries, now=now)
+        rhythm = _rhythm(source, new_items=new_items, read_entries=read.entries, now=now)
         fields.update(rhythm)
         interval = next_interval(
             source,
-            new_items=len(stored.new_ids),
+            new_items=new_items,
             mean_gap=rhythm.get("mean_item_gap", source.mean_item_gap),  # type: ignore[arg-type]
             min_interval=read.min_interval,
         )
@@ -715,55 +963,55 @@ def _log_poll(source: Source, log: PollLog) -> None:
     )
 
 
-_UNCHANGED_SQL = """
+_FINISH_SQL = """
 UPDATE feeds_source AS s SET
-    claim_token = NULL, claimed_until = NULL, last_status = 'not_modified', last_error = '',
-    error_count = 0, last_polled_at = v.now, last_success_at = v.now, etag = v.etag,
-    last_modified = v.last_modified, current_interval = v.current_interval,
-    next_poll_at = v.next_poll_at
-FROM (VALUES {rows}) AS v(id, token, now, etag, last_modified, current_interval, next_poll_at)
+    claim_token = NULL, claimed_until = NULL, last_status = v.status, last_error = '',
+    error_count = 0, last_polled_at = v.now, last_success_at = v.now,
+    etag = COALESCE(v.etag, s.etag), last_modified = COALESCE(v.last_modified, s.last_modified),
+    title = COALESCE(v.title, s.title), site_url = COALESCE(v.site_url, s.site_url),
+    last_new_item_at = COALESCE(v.last_new_item_at, s.last_new_item_at),
+    mean_item_gap = COALESCE(v.mean_item_gap, s.mean_item_gap),
+    current_interval = v.current_interval, next_poll_at = v.next_poll_at
+FROM (VALUES {rows}) AS v(
+    id, token, status, now, etag, last_modified, title, site_url, last_new_item_at,
+    mean_item_gap, current_interval, next_poll_at
+)
 WHERE s.id = v.id AND s.claim_token = v.token
+RETURNING s.id
 """
-_UNCHANGED_ROW = "(%s::bigint, %s::uuid, %s::timestamptz, %s, %s, %s::integer, %s::timestamptz)"
+_FINISH_ROW = (
+    "(%s::bigint, %s::uuid, %s::text, %s::timestamptz, %s::text, %s::text, %s::text, %s::text,"
+    " %s::timestamptz, %s::double precision, %s::integer, %s::timestamptz)"
+)
+# Columns `_close_log` sets only sometimes (NULL in the VALUES: keep the stored one).
+_FINISH_OPTIONAL = ("etag", "last_modified", "title", "site_url", "last_new_item_at")
+_FINISH_ROWS_PER_STATEMENT = 1000
 
 
-def _finish_unchanged(batch: list[tuple[Source, str, _Outcome]]) -> None:
-    """`_finish` for many 304s at once: one INSERT of their poll logs, one UPDATE of their
-    sources (each still conditional on its claim). The common case of a poll is this one."""
-    logs: list[PollLog] = []
-    rows: list[tuple[Source, str, dict[str, object]]] = []
-    for source, token, outcome in batch:
-        read = outcome.read
-        assert read is not None and read.not_modified
-        log = PollLog(
-            source=source,
-            started_at=outcome.started_at,
-            status=PollStatus.NOT_MODIFIED,
-            http_status=read.http_status,
-        )
-        rows.append((source, token, _close_log(source, log, outcome.started, read, Stored())))
-        logs.append(log)
-    PollLog.objects.bulk_create(logs)
+def _finish_sources(finished: list[tuple[Source, str, dict[str, object]]]) -> None:
+    """`_finish`'s source update for many successful polls (each with the fields `_close_log`
+    returned): one UPDATE on PostgreSQL, each row still conditional on its claim."""
     if connection.vendor != "postgresql":
-        for source, token, fields in rows:
-            Source.objects.filter(id=source.id, claim_token=token).update(**fields)
-    else:
+        for source, token, fields in finished:
+            if not Source.objects.filter(id=source.id, claim_token=token).update(**fields):
+                logger.warning("poll of source %s finished after its claim expired", source.id)
+        return
+    updated: set[int] = set()
+    for start in range(0, len(finished), _FINISH_ROWS_PER_STATEMENT):
+        chunk = finished[start : start + _FINISH_ROWS_PER_STATEMENT]
         params: list[object] = []
-        for source, token, fields in rows:
-            params += [
-                source.id,
-                token,
-                fields["last_polled_at"],
-                fields.get("etag", source.etag),
-                fields.get("last_modified", source.last_modified),
-                fields["current_interval"],
-                fields["next_poll_at"],
-            ]
-        sql = _UNCHANGED_SQL.format(rows=", ".join([_UNCHANGED_ROW] * len(rows)))
+        for source, token, fields in chunk:
+            params += [source.id, token, fields["last_status"], fields["last_polled_at"]]
+            params += [fields.get(name) for name in _FINISH_OPTIONAL]
+            params += [fields.get("mean_item_gap"), fields["current_interval"]]
+            params.append(fields["next_poll_at"])
+        sql = _FINISH_SQL.format(rows=", ".join([_FINISH_ROW] * len(chunk)))
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-    for (source, _, _), log in zip(rows, logs, strict=True):
-        _log_poll(source, log)
+            updated.update(row[0] for row in cursor.fetchall())
+    for source, _, _ in finished:
+        if source.id not in updated:
+            logger.warning("poll of source %s finished after its claim expired", source.id)
 
 
 class QuotaExceeded(Exception):

@@ -37,12 +37,10 @@ def purge_raw_posts() -> int:
 
 @shared_task(ignore_result=True)
 def dispatch_due_sources() -> int:
-    """Claim every due source and queue poll → process → agents chains, POLL_BATCH_SIZE sources
-    per chain. Safe to run concurrently."""
+    """Claim every due source and queue poll → process → agents chains: as few as hold at most
+    POLL_BATCH_SIZE sources each, of even sizes. Safe to run concurrently."""
     claims = services.claim_due_sources()
-    size = settings.POLL_BATCH_SIZE
-    for start in range(0, len(claims), size):
-        batch = claims[start : start + size]
+    for batch in _even_batches(claims, settings.POLL_BATCH_SIZE):
         if len(batch) == 1:
             enqueue_poll(batch[0])
             continue
@@ -55,7 +53,23 @@ def dispatch_due_sources() -> int:
     return len(claims)
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+def _even_batches(claims: list[services.Claim], most: int) -> list[list[services.Claim]]:
+    """`claims` cut into the fewest batches of at most `most`, whose sizes differ by one at
+    most (21 claims by 20: 11 and 10, not 20 and a task of one)."""
+    count = -(-len(claims) // most)
+    size, extra = divmod(len(claims), count) if count else (0, 0)
+    batches: list[list[services.Claim]] = []
+    start = 0
+    for n in range(count):
+        end = start + size + (1 if n < extra else 0)
+        batches.append(claims[start:end])
+        start = end
+    return batches
+
+
+# ignore_result: the return value goes to the next link of the chain in its message; storing
+# it in the result backend too (a write per task) served nobody.
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def poll_sources(claims: list[list]) -> list[int]:
     """Poll many claimed sources; returns the raw post ids for the next link of the chain.
 
@@ -66,7 +80,7 @@ def poll_sources(claims: list[list]) -> list[int]:
     )
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def poll_source(source_id: int, token: str) -> list[int]:
     """Poll one claimed source; returns the new raw post ids for the next link of the chain.
 

@@ -310,10 +310,14 @@ WEB_MAX_FETCHES_PER_POLL = env_int("WEB_MAX_FETCHES_PER_POLL", 10, minimum=1)
 # Polls in which an article's fetch may fail before it is kept as its title and link.
 WEB_ARTICLE_MAX_ATTEMPTS = env_int("WEB_ARTICLE_MAX_ATTEMPTS", 6, minimum=1)
 POLL_DISPATCH_BATCH = env_int("POLL_DISPATCH_BATCH", 200, minimum=1)
-# Sources one poll task reads at once (their network waits overlap, a thread each): fewer,
-# fuller tasks, so polls are not bound by Celery's tasks per second.
-POLL_BATCH_SIZE = env_int("POLL_BATCH_SIZE", 20, minimum=1)
+# Most sources one poll task reads (their network waits overlap, a thread each): fewer,
+# fuller tasks, so polls are not bound by Celery's tasks per second (each costs a few ms of
+# messaging and bookkeeping). A tick's claims are cut into even batches of at most this.
+POLL_BATCH_SIZE = env_int("POLL_BATCH_SIZE", 50, minimum=1)
 POLL_THREADS = env_int("POLL_THREADS", 8, minimum=1)
+# A poll task stores its reads as they finish, this many per transaction, while its other
+# reads go on.
+POLL_STORE_BATCH = env_int("POLL_STORE_BATCH", 20, minimum=1)
 # How long a claimed poll may run before the dispatcher treats it as lost and polls again: the
 # longest pause of a source whose poll went with a killed worker or a restarted Redis. Longer
 # than the hard time limit, so a poll still running is not started twice.
