@@ -371,6 +371,24 @@ def test_it_sends_the_user_agent_and_accept_of_the_call(feed_server, settings):
     assert default.headers["Accept"].startswith("application/rss+xml")
 
 
+def test_it_keeps_no_cookie_and_sends_none(feed_server):
+    # One client serves every source: a cookie a site sets must not come back to it or reach
+    # another source on the same host (cookies ignore ports).
+    setter = feed_server.serve("/sets.xml", FEED, headers={"Set-Cookie": "session=abc123; Path=/"})
+    other = FeedServer()
+    try:
+        elsewhere = other.serve("/feed.xml", FEED)
+        fetch(setter)
+        fetch(setter)
+        fetch(elsewhere)
+    finally:
+        other.close()
+
+    seen = [*feed_server.requests, *other.requests]
+    assert len(seen) == 3
+    assert [r.headers.get("Cookie") for r in seen] == [None, None, None]
+
+
 # --- Freshness -----------------------------------------------------------------------------
 
 DATE = "Wed, 25 Nov 2026 10:00:00 GMT"
