@@ -12,6 +12,12 @@ first polls, 2x its feeds/s on unchanged polls). All sources share one host, so 
 cap is lifted for the run.
 
     .venv/bin/python bench/ingest_vs_reader.py [--sources 200] [--items 50]
+
+On the 2-core development machine (2026-12-07, defaults, quiet, six runs): reader 1,740-1,760
+new entries/s and 560-600 feeds/s unchanged; ours 6,130-6,710 entries/s (3.5-4.05x) and
+1,080-1,400 feeds/s (1.8-2.5x; the unchanged round takes ~170 ms, so a busy core moves it a
+lot). A first poll of 200 feeds costs the worker ~2.3 s of CPU (parsing and sanitizing most of
+it), an unchanged one ~0.15 s (httpx ~0.36 ms per 304).
 """
 
 from __future__ import annotations
