@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from feeds import services, tasks
 from feeds.models import PollLog, PollStatus, RawPost, Source
+from feeds.services import polling, storing
 from realtime.events import RAW_POSTS_CREATED
 from realtime.models import OutboxEvent
 from tests.feeds.helpers import poll as _poll
@@ -145,7 +146,7 @@ def test_a_batch_store_that_fails_is_undone_and_each_poll_stored_on_its_own(
     other writer stored first is kept, not doubled."""
     settings.POLL_STORE_BATCH = 100
     clash, calm = _sources(feed_server, 2, prefix="i")
-    plan_stores = services._plan_stores
+    plan_stores = storing._plan_stores
 
     def plan_then_race(reads):
         plans = plan_stores(reads)
@@ -156,7 +157,10 @@ def test_a_batch_store_that_fails_is_undone_and_each_poll_stored_on_its_own(
             RawPost.objects.create(source=clash, external_id="i0-0", content_hash="other")
         return plans
 
-    monkeypatch.setattr(services, "_plan_stores", plan_then_race)
+    # Where it is looked up: the batch (polling) and, after the batch's savepoint rolled the
+    # race back, the one-by-one fallback (storing.store_entries), which then meets it again.
+    monkeypatch.setattr(polling, "_plan_stores", plan_then_race)
+    monkeypatch.setattr(storing, "_plan_stores", plan_then_race)
 
     ids, _ = _poll_batch([clash, calm])
 
