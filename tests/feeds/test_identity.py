@@ -183,8 +183,13 @@ def test_ingest_stores_new_and_edited_items_once_and_advances_the_cursor(feed_se
 
     def entry(msg_id: int, text: str):
         return make_entry(
-            guid=str(msg_id), url=f"https://t.me/example/{msg_id}", title=text, text=text,
-            html=text, author="", published_at=None,
+            guid=str(msg_id),
+            url=f"https://t.me/example/{msg_id}",
+            title=text,
+            text=text,
+            html=text,
+            author="",
+            published_at=None,
         )
 
     first = services.ingest(source_id=source.id, entries=[entry(5, "a"), entry(6, "b")], cursor=6)
