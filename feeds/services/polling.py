@@ -61,6 +61,11 @@ def poll_sources(claims: Sequence[Claim]) -> list[int]:
     stored as they come in, POLL_STORE_BATCH at a time, each group in one transaction
     (`_record_all`), while the remaining reads go on: the database works on one group while
     the next is fetched and parsed.
+
+    A read that has not started once a quarter of the task's soft time limit is spent (slow
+    sources ahead of it in a big batch) is not started: its claim is given back and the source
+    is due at once, for the next dispatch, instead of the task overrunning its limit and the
+    source waiting out its lease.
     """
     tokens = {claim.source_id: claim.token for claim in claims}
     held = [
@@ -68,16 +73,45 @@ def poll_sources(claims: Sequence[Claim]) -> list[int]:
         for source in Source.objects.filter(id__in=list(tokens))
         if source.claim_token is not None and str(source.claim_token) == tokens[source.id]
     ]
+    position = {claim.source_id: n for n, claim in enumerate(claims)}
+    held.sort(key=lambda source: position[source.id])  # read in the order they were claimed
     if len(held) < len(tokens):
         logger.info(
             "%s of %s claimed polls skipped: claim no longer held",
             len(tokens) - len(held),
             len(tokens),
         )
+    start_by = time.monotonic() + settings.CELERY_TASK_SOFT_TIME_LIMIT * START_WITHIN
     ids: list[int] = []
-    for group in _reads(held, size=settings.POLL_STORE_BATCH):
-        ids += _record_all([(source, tokens[source.id], outcome) for source, outcome in group])
+    for group in _reads(held, size=settings.POLL_STORE_BATCH, start_by=start_by):
+        late = [(source, tokens[source.id]) for source, outcome in group if outcome.late]
+        if late:
+            _give_back(late)
+        polls = [(source, tokens[source.id], o) for source, o in group if not o.late]
+        if polls:
+            ids += _record_all(polls)
     return ids
+
+
+# The share of the task's soft time limit within which a batch's reads must start: a read
+# started then still ends in time (a feed within FETCH_TIMEOUT_SECONDS, a web page's articles
+# within half the limit after its listing).
+START_WITHIN = 0.25
+
+
+def _give_back(claims: list[tuple[Source, str]]) -> None:
+    """Release the claims of reads never started: each source is due again at once."""
+    now = timezone.now()
+    released = 0
+    for source, token in claims:
+        released += Source.objects.filter(id=source.id, claim_token=token).update(
+            claim_token=None, claimed_until=None, next_poll_at=now
+        )
+    logger.warning(
+        "%s polls not started within %.0f s of their task; given back for the next dispatch",
+        released,
+        settings.CELERY_TASK_SOFT_TIME_LIMIT * START_WITHIN,
+    )
 
 
 @dataclass
@@ -86,6 +120,7 @@ class _Outcome:
     started: float
     read: ReadResult | None = None
     error: Exception | None = None
+    late: bool = False  # not started: the task's time to start reads was over
 
 
 def _read(source: Source) -> _Outcome:
@@ -101,7 +136,9 @@ def _read(source: Source) -> _Outcome:
     return outcome
 
 
-def _read_in_thread(source: Source) -> _Outcome:
+def _read_in_thread(source: Source, start_by: float) -> _Outcome:
+    if time.monotonic() > start_by:
+        return _Outcome(started_at=timezone.now(), started=time.monotonic(), late=True)
     try:
         return _read(source)
     finally:
@@ -126,13 +163,17 @@ def _reader_pool() -> ThreadPoolExecutor:
     return _readers
 
 
-def _reads(sources: list[Source], *, size: int) -> Iterator[list[tuple[Source, _Outcome]]]:
+def _reads(
+    sources: list[Source], *, size: int, start_by: float
+) -> Iterator[list[tuple[Source, _Outcome]]]:
     """`_read` every source in the reader pool; yield the reads in the order they finish, in
-    groups of `size` and then the rest."""
+    groups of `size` and then the rest. A read whose turn comes after `start_by` (monotonic
+    time) is not made: its outcome is `late`."""
     if len(sources) <= 1:
         yield [(source, _read(source)) for source in sources]
         return
-    futures = {_reader_pool().submit(_read_in_thread, source): source for source in sources}
+    pool = _reader_pool()
+    futures = {pool.submit(_read_in_thread, source, start_by): source for source in sources}
     finished: list[tuple[Source, _Outcome]] = []
     try:
         for count, future in enumerate(as_completed(futures), start=1):

@@ -227,3 +227,23 @@ def test_dispatch_cuts_the_due_sources_into_the_fewest_even_batches(
         )
     ]
     assert sorted(claimed) == sorted(Source.objects.values_list("id", flat=True))
+
+
+def test_reads_not_started_in_a_quarter_of_the_time_limit_are_given_back(feed_server, settings):
+    settings.POLL_THREADS = 1  # one read at a time, in the order of the claims
+    settings.CELERY_TASK_SOFT_TIME_LIMIT = 2  # reads must start within 0.5 s
+    slow, *rest = _sources(feed_server, 4, prefix="late")
+    feed_server.routes[urlsplit(slow.url).path].delay = 0.8
+    claims = [services.claim_source_now(source_id=s.id) for s in (slow, *rest)]
+
+    services.poll_sources([c for c in claims if c is not None])
+
+    # The slow read started in time and is recorded; the three behind it were never started:
+    # no request, no poll log, the claim given back and the source due at once.
+    assert list(PollLog.objects.values_list("source_id", flat=True)) == [slow.id]
+    assert [r.path for r in feed_server.requests] == [urlsplit(slow.url).path]
+    now = timezone.now()
+    for source in Source.objects.filter(id__in=[s.id for s in rest]):
+        assert source.claim_token is None
+        assert source.next_poll_at <= now
+    assert len(services.claim_due_sources()) == 3
