@@ -7,6 +7,8 @@ import json
 import pytest
 from django.db import transaction
 from django.utils import timezone
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from feeds import services as feed_services
 from feeds.models import RawPost, Source
@@ -109,6 +111,23 @@ def test_it_cuts_an_oversized_raw_post_to_the_event_limit(settings):
     assert parsed.raw_post.truncated and parsed.raw_post.html == ""
     assert parsed.raw_post.text == "ü" * len(parsed.raw_post.text)
     assert RawPostCreated.model_validate(small_event.payload).raw_post.truncated is False
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats(allow_nan=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_json_values)
+@example(value={"t": '\x00\x1f\\"', "n": -(2**63), "f": -1.2345678901234567e-308})
+def test_the_size_bound_is_never_below_the_encoded_size(value):
+    # Events under the bound are not encoded to be measured: it must be an upper bound.
+    assert len(outbox.encode(value)) <= outbox._size_bound(value)
 
 
 def test_it_reports_outbox_size_and_lag():
