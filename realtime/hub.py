@@ -205,6 +205,11 @@ class Subscriber:
                     REORDER_GRACE_SECONDS, self._gap_expired, feed_id, subscription
                 )
             return
+        if after is None and subscription.early:
+            # No predecessor named (an older sender) while others wait for theirs: taking it
+            # would move the cursor past them. The client reads them all from the database.
+            self._resync(feed_id, subscription)
+            return
         self._posts += 1
         subscription.cursor = post_id
         self._queue.append((feed_id, frame, None))

@@ -119,6 +119,22 @@ def test_it_sends_the_client_back_to_the_database_when_a_post_before_never_arriv
     assert hub.dropped == [1]
 
 
+def test_a_post_without_predecessor_does_not_skip_posts_that_wait(grace):
+    async def scenario(subscriber: Subscriber) -> None:
+        await subscriber.listen(1)
+        subscriber.go_live(1, 5)
+        subscriber.deliver(1, 9, _post(1, 9), after=7)  # waits for 7
+        subscriber.deliver(1, 12, _post(1, 12))  # an older sender: no `after`
+        subscriber.deliver(1, 7, _post(1, 7), after=5)
+        await asyncio.sleep(grace)
+
+    frames, hub = _run(scenario)
+
+    # Back to the database from 5: 7, 9 and 12 are read there, none skipped.
+    assert _summary(frames) == [("lagging", 5)]
+    assert hub.dropped == [1]
+
+
 def test_a_post_that_waits_counts_towards_the_capacity(grace):
     async def scenario(subscriber: Subscriber) -> None:
         await subscriber.listen(1)
