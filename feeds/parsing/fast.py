@@ -161,12 +161,8 @@ _PARSERS = _Parsers()
 
 def _feedparser_text(value: str) -> str:
     """What feedparser does to every string it stores (mixin.pop), after stripping."""
-    if value.isascii():
-        return value
-    with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
-        # Undo UTF-8 read as ISO-8859-1, as feedparser does.
-        value = value.encode("iso-8859-1").decode("utf-8")
-    if _C1_CONTROLS.search(value):
+    value = _feedparser_text_without_c1(value)
+    if not value.isascii() and _C1_CONTROLS.search(value):
         value = value.translate(_cp1252)
     return value
 
@@ -177,6 +173,7 @@ def _feedparser_text_without_c1(value: str) -> str:
     if value.isascii():
         return value
     with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
+        # Undo UTF-8 read as ISO-8859-1, as feedparser does.
         value = value.encode("iso-8859-1").decode("utf-8")
     return value
 
