@@ -349,12 +349,9 @@ class GuardedTransport(httpx.HTTPTransport):
 
 
 class _NoCookies(CookieJar):
-    """A cookie jar that keeps nothing and sends nothing: feeds need no cookies, and one client
-    serves every source (cookies ignore ports, so even another source on the same host would
-    get a site's session cookie)."""
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return
+    """A cookie jar that keeps nothing (set_cookie is where every cookie it is given ends up)
+    and sends nothing: feeds need no cookies, and one client serves every source (cookies
+    ignore ports, so even another source on the same host would get a site's session cookie)."""
 
     def set_cookie(self, cookie: Any) -> None:
         return
