@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import io
 from typing import Any
+from xml.parsers import expat
 
 import feedparser
+from feedparser.api import LooseFeedParser
+from feedparser.encodings import convert_to_utf8
+from feedparser.sanitizer import replace_doctype
+from feedparser.urls import make_safe_absolute_uri
 
 from feeds.parsing.entries import (
     MAX_ENTRIES,
@@ -27,7 +32,7 @@ _NOT_A_PARSE_ERROR = (feedparser.NonXMLContentType, feedparser.CharacterEncoding
 def parse_with_feedparser(body: bytes, *, content_type: str = "", base_url: str = "") -> ParsedFeed:
     """The reference reader: feedparser, then the same field handling as the fast reader."""
     try:
-        parsed = feedparser.parse(
+        parsed = _loose_parse(body, base_url) or feedparser.parse(
             # A file object, never the bytes: feedparser tries bytes or str it is given as a
             # file name first, so a body of "/etc/passwd" or "/dev/zero" would be read from disk.
             io.BytesIO(body),
@@ -58,6 +63,61 @@ def parse_with_feedparser(body: bytes, *, content_type: str = "", base_url: str 
         ttl_seconds=_ttl_seconds(meta.get("ttl")),
         parser="feedparser",
     )
+
+
+def _loose_parse(body: bytes, base_url: str) -> Any:
+    """What feedparser.parse(io.BytesIO(body), response_headers=..., sanitize_html=False,
+    resolve_relative_uris=False) returns for a document its strict parser rejects, or None if
+    that parser would read it. feedparser runs its strict (SAX) parser first, with its handlers
+    doing all their work, and starts again with its lenient parser when expat finds an error:
+    for a long document with a stray "&nbsp;" near the end, that is twice the work. Here expat
+    alone, set up as xml.sax sets it up for feedparser, runs over the same bytes first; only
+    when it rejects them does the lenient parser run, given what feedparser.parse gives it.
+    Where feedparser's strict handlers would crash before expat reaches its error (on a
+    namespace URI holding a no-break space), this reads the document instead of failing."""
+    if not body:
+        return None  # feedparser returns at once
+    result = feedparser.FeedParserDict(
+        bozo=False, entries=[], feed=feedparser.FeedParserDict(), headers={}
+    )
+    if base_url:
+        result["headers"]["content-location"] = base_url
+    data = convert_to_utf8(result["headers"], body, result)
+    version, data, entities = replace_doctype(data)
+    if result["encoding"]:  # else feedparser skips its strict parser itself
+        error = _expat_error(data)
+        if error is None:
+            return None
+        result["bozo"] = 1
+        result["bozo_exception"] = error
+    href = result.get("href", "")
+    baseuri = make_safe_absolute_uri(href, base_url) or make_safe_absolute_uri(base_url) or href
+    parser = LooseFeedParser(baseuri, None, "utf-8", entities)
+    parser.resolve_relative_uris = False
+    parser.sanitize_html = False
+    parser.feed(data.decode("utf-8", "replace"))
+    result["feed"] = parser.feeddata
+    result["entries"] = parser.entries
+    result["version"] = version or parser.version
+    result["namespaces"] = parser.namespaces_in_use
+    return result
+
+
+def _expat_error(data: bytes) -> str | None:
+    """The error expat reports for `data` as feedparser's strict parser reads it (xml.sax's
+    ExpatParser with namespaces on and external entities off), or None if it reads it."""
+    parser = expat.ParserCreate(None, " ")
+    parser.ExternalEntityRefHandler = _accept_external_entity
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_UNLESS_STANDALONE)
+    try:
+        parser.Parse(data, True)
+    except expat.ExpatError as exc:
+        return str(exc)
+    return None
+
+
+def _accept_external_entity(*_: object) -> int:
+    return 1  # xml.sax with feature_external_ges off: not loaded, not an error
 
 
 def _feedparser_entry(item: Any) -> ParsedEntry:
