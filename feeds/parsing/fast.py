@@ -210,6 +210,10 @@ def _date(value: str) -> datetime | None:
         return _utc(_parse_date(value))
 
 
+def _date_of(text: str | None) -> datetime | None:
+    return None if text is None else _date(text)
+
+
 def _resolve(base: str, uri: str) -> str:
     """feedparser's _urljoin(base or "", uri), which resolves links and ids."""
     if _PLAIN_URL.fullmatch(uri) and uri.isascii():
@@ -254,8 +258,10 @@ class _Item:
         self.author: str | None = None
         # The last <author>'s name/email/href, or None before the first <author> starts.
         self.author_detail: dict[str, str] | None = None
-        self.published: datetime | None = None
-        self.updated: datetime | None = None
+        # The text of the last published and updated elements, read as dates only when the
+        # entry is made (and the second only if the first gives none).
+        self.published: str | None = None
+        self.updated: str | None = None
         # feedparser's property_depth_map: a value from a deeper element does not replace one
         # from a shallower element.
         self.depth: dict[str, int] = {}
@@ -370,7 +376,7 @@ class _FastReader:
             raw_html=raw_html,
             base=base,
             author=item.author or "",
-            published_at=item.published or item.updated,
+            published_at=_date_of(item.published) or _date_of(item.updated),
         )
 
     # Walking the tree: feedparser's unknown_starttag / unknown_endtag.
@@ -666,7 +672,7 @@ class _FastReader:
                 item.author = email
 
     def _date(self, el: Any, name: str) -> None:
-        value = _date(self._text(el, name))
+        value = self._text(el, name)
         if self.item is not None:
             if name in _PUBLISHED:
                 self.item.published = value
