@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 # Exact names; prefixes below. Lower-case comparison.
@@ -46,11 +47,13 @@ TRACKING_PARAMS = frozenset(
     }
 )
 TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "hsa_", "__s")
-# A link canonical_link only has to lower-case and strip: http(s), a host of plain labels, no
-# port, user, query or fragment, and a path of printable ASCII (urlsplit would remove tabs and
-# newlines and strip control characters). Most item links look like this.
+# A link clean_link and canonical_link read without urlsplit: http(s), a host of plain labels,
+# no port, user or fragment, a path of printable ASCII (urlsplit would remove tabs and newlines
+# and strip control characters), and a query, if any, of name=value pairs spelled with
+# characters that neither parse_qsl nor urlencode changes. Most item links look like this.
 _PLAIN_LINK = re.compile(
-    r"([Hh][Tt][Tt][Pp][Ss]?)://([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)(/[\x21\x22\x24-\x3e\x40-\x7e]*)?",
+    r"([Hh][Tt][Tt][Pp][Ss]?)://([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)(/[\x21\x22\x24-\x3e\x40-\x7e]*)?"
+    r"(?:\?([\w.~-]+=[\w.~-]*(?:&[\w.~-]+=[\w.~-]*)*))?",
     re.ASCII,
 )
 
@@ -65,6 +68,9 @@ def clean_link(url: str) -> str:
     The other parameters stay byte for byte as they were: decoding and re-encoding them would
     change what some servers receive (%FF is not %EF%BF%BD, nor "a b" "a+b")."""
     if not url or "?" not in url:  # no query, no tracking parameters
+        return url
+    plain = _PLAIN_LINK.fullmatch(url)
+    if plain and not any(_tracking_pairs(plain.group(4))):
         return url
     try:
         parts = urlsplit(url)
@@ -89,7 +95,15 @@ def canonical_link(url: str) -> str:
         host = plain.group(2).lower()
         if host.startswith("www."):
             host = host[4:]
-        return f"https://{host}{plain.group(3) or '/'}"
+        link = f"https://{host}{plain.group(3) or '/'}"
+        if plain.group(4) is None:
+            return link
+        pairs = plain.group(4).split("&")
+        if any(_tracking_pairs(plain.group(4))):
+            pairs = [pair for pair in pairs if not is_tracking_param(pair.partition("=")[0])]
+        # Sorted as parse_qsl's (name, value) tuples, which "name=value" strings are not.
+        pairs.sort(key=_name_and_value)
+        return f"{link}?{'&'.join(pairs)}" if pairs else link
     try:
         parts = urlsplit(clean_link(url))
         port = parts.port
@@ -107,6 +121,15 @@ def canonical_link(url: str) -> str:
     query = urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)))
     path = parts.path or "/"
     return urlunsplit(("https", netloc, path, query, ""))
+
+
+def _tracking_pairs(query: str | None) -> Iterator[bool]:
+    """Whether each name=value pair of a plain query is a tracking parameter."""
+    return (is_tracking_param(pair.partition("=")[0]) for pair in (query or "").split("&"))
+
+
+def _name_and_value(pair: str) -> tuple[str, str, str]:
+    return pair.partition("=")
 
 
 def link_key(url: str) -> str:

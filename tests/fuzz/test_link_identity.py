@@ -146,7 +146,7 @@ def test_link_key_is_the_same_for_every_spelling_of_a_link(pair: tuple[str, str]
 
 
 _plain_links = st.builds(
-    lambda scheme, host, path: f"{scheme}://{host}{path}",
+    lambda scheme, host, path, query: f"{scheme}://{host}{path}{query}",
     st.sampled_from(["http", "https", "HTTP", "Https"]),
     st.one_of(
         st.sampled_from(["example.test", "WWW.Example.Test", "www.x", "www", "a-b.c-d.test"]),
@@ -158,6 +158,23 @@ _plain_links = st.builds(
             lambda p: "/" + p
         ),
     ),
+    st.one_of(
+        st.just(""),
+        st.sampled_from(
+            ["?v=abc", "?a=1&a=0", "?b=&a=2", "?a.b=1&a=1", "?utm_source=x", "?x=1&fbclid=2"]
+        ),
+        st.lists(
+            st.tuples(
+                st.one_of(
+                    st.text(alphabet="ab_.~-Z9", min_size=1, max_size=4),
+                    st.sampled_from(sorted(TRACKING_PARAMS)),
+                ),
+                st.text(alphabet="ab_.~-Z9=%+ ", max_size=4),
+            ),
+            min_size=1,
+            max_size=4,
+        ).map(lambda pairs: "?" + "&".join(f"{name}={value}" for name, value in pairs)),
+    ),
 )
 
 
@@ -166,12 +183,14 @@ _plain_links = st.builds(
 @example(url="http://WWW.Example.Test/A/b")
 @example(url="https://a.test/x?")
 @example(url="https://a.test/x\ty")
+@example(url="https://www.youtube.com/watch?v=abc&utm_source=x&a.b=1&a=2")
 def test_canonical_link_shortcut_gives_what_parsing_gives(url: str) -> None:
-    # canonical_link answers plain links without urlsplit; the general path must agree.
+    # clean_link and canonical_link answer plain links without urlsplit; the general path must
+    # agree.
     shortcut = urls._PLAIN_LINK
     try:
         urls._PLAIN_LINK = re.compile(r"(?!)")  # matches nothing: every link is parsed
-        parsed = canonical_link(url)
+        parsed = canonical_link(url), clean_link(url)
     finally:
         urls._PLAIN_LINK = shortcut
-    assert canonical_link(url) == parsed
+    assert (canonical_link(url), clean_link(url)) == parsed
