@@ -151,6 +151,16 @@ CONSTRUCTS = {
             f"<item><title>d{i}</title><pubDate>{d}</pubDate></item>" for i, d in enumerate(_DATES)
         )
     ),
+    # The published date when it reads as one, else the updated one; of two, the last.
+    "atom_dates": _ATOM.format(
+        "<entry><id>urn:d1</id><title>a</title><published>not a date</published>"
+        "<updated>2026-11-25T10:00:00Z</updated></entry>"
+        "<entry><id>urn:d2</id><title>b</title><updated>2026-11-24T10:00:00Z</updated>"
+        "<published>2026-11-20T10:00:00+02:00</published></entry>"
+        "<entry><id>urn:d3</id><title>c</title><published>2026-11-21T10:00:00Z</published>"
+        "<published>2026-11-22T10:00:00Z</published><updated>junk</updated></entry>"
+        "<entry><id>urn:d4</id><title>d</title><published></published></entry>"
+    ),
     "rss_xml_base": (
         '<?xml version="1.0"?><rss version="2.0"><channel xml:base="https://chan.example/a/">'
         '<title>b</title><link>home</link><item xml:base="sub/"><title>x</title>'
