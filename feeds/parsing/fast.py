@@ -11,8 +11,10 @@ from urllib.parse import uses_relative
 from xml.sax.saxutils import escape as xml_escape
 
 from feedparser.datetimes import _parse_date
+from feedparser.encodings import convert_to_utf8
 from feedparser.html import _cp1252
 from feedparser.mixin import _FeedParserMixin
+from feedparser.sanitizer import replace_doctype
 from feedparser.urls import _urljoin, make_safe_absolute_uri
 from lxml import etree
 
@@ -27,6 +29,7 @@ from feeds.parsing.entries import (
     _usable,
     _utc,
 )
+from feeds.parsing.reference import expat_error
 from feeds.sanitize import html_to_text
 
 
@@ -297,7 +300,7 @@ class _FastReader:
         self.tracking_base = False
         self.text_of = _feedparser_text
 
-    def read(self, body: bytes) -> ParsedFeed:
+    def read(self, body: bytes, *, recoded: bool = False) -> ParsedFeed:
         if body[:1].isspace() and body.lstrip()[:5] == b"<?xml":
             # Blank lines before the XML declaration (a template's): the only thing that makes
             # such a document not well-formed, and what feedparser reads past.
@@ -316,7 +319,10 @@ class _FastReader:
                 raise NotAFeed(
                     f"the document nests elements deeper than any feed does ({exc})"
                 ) from exc
-            raise Routed(f"the document is not well-formed XML ({exc})") from exc
+            utf8 = None if recoded else _recoded(body, exc)
+            if utf8 is None:
+                raise Routed(f"the document is not well-formed XML ({exc})") from exc
+            return self.read(utf8, recoded=True)
         if root is None:
             raise Routed("the document has no root element")
         docinfo = root.getroottree().docinfo
@@ -733,6 +739,32 @@ class _FastReader:
 
     def _unexpected(self, el: Any, name: str) -> None:
         raise Routed(f"<{name}>, which the fast reader does not read")
+
+
+def _recoded(body: bytes, error: etree.XMLSyntaxError) -> bytes | None:
+    """The document as feedparser's strict parser reads it, if the only thing wrong with it is
+    its XML declaration: feedparser decodes every document itself (the declared encoding is
+    one guess among others) and hands its parser UTF-8 with a declaration saying so. A UTF-8
+    document that declares UTF-16 fails at the declaration for the strict parser here, and
+    reads in full once decoded as feedparser decodes it. None if that is not the case (or
+    feedparser's strict parser would not read the result either)."""
+    if error.position[0] != 1 or not body.startswith(b"<?xml"):
+        return None
+    result: dict[str, Any] = {}
+    try:
+        recoded = convert_to_utf8({}, body, result)
+    except (ValueError, UnicodeError):
+        return None
+    declaration_end = recoded.find(b"?>")
+    if (
+        not result.get("encoding")
+        or recoded == body
+        or not recoded.startswith(b"<?xml")
+        or b"utf-8" not in recoded[:declaration_end].lower()
+        or expat_error(replace_doctype(recoded)[1]) is not None
+    ):
+        return None
+    return recoded
 
 
 def _refuse_renamed_prefixes(body: bytes) -> None:

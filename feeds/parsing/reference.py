@@ -85,7 +85,7 @@ def _loose_parse(body: bytes, base_url: str) -> Any:
     data = convert_to_utf8(result["headers"], body, result)
     version, data, entities = replace_doctype(data)
     if result["encoding"]:  # else feedparser skips its strict parser itself
-        error = _expat_error(data)
+        error = expat_error(data)
         if error is None:
             return None
         result["bozo"] = 1
@@ -103,7 +103,7 @@ def _loose_parse(body: bytes, base_url: str) -> Any:
     return result
 
 
-def _expat_error(data: bytes) -> str | None:
+def expat_error(data: bytes) -> str | None:
     """The error expat reports for `data` as feedparser's strict parser reads it (xml.sax's
     ExpatParser with namespaces on and external entities off), or None if it reads it."""
     parser = expat.ParserCreate(None, " ")

@@ -211,6 +211,13 @@ CONSTRUCTS = {
         "</title><item><title>\u2013 en dash \xe9</title><description>caf\xe9 \u20ac"
         "</description></item></channel></rss>"
     ),
+    # An XML declaration the strict parser refuses, which feedparser reads past: it decodes
+    # the document itself (UTF-8 here, whatever the declaration says) and parses it as UTF-8.
+    "declaration_without_blank": (
+        '<?xml version="1.0"encoding="utf-8"?><rss version="2.0"><channel><title>b</title>'
+        "<item><title>caf\u00e9</title><description>&lt;p&gt;d&lt;/p&gt;</description></item>"
+        "</channel></rss>"
+    ),
     "channel_after_items": (
         '<?xml version="1.0"?><rss version="2.0" '
         'xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"><channel>'
@@ -222,6 +229,12 @@ CONSTRUCTS = {
 
 # Documents the fast reader must hand to feedparser, and the reason it gives.
 ROUTED = {
+    # Decoded as feedparser decodes it, still not well-formed: its lenient parser reads it.
+    "declared_utf16_and_broken": (
+        '<?xml version="1.0" encoding="utf-16"?>\n<rss version="2.0"><channel><title>n</title>'
+        "<item><title>no&nbsp;break</title></item></channel></rss>",
+        "not well-formed",
+    ),
     "doctype": (
         '<?xml version="1.0"?><!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS 0.91//EN"'
         ' "http://my.netscape.com/publish/formats/rss-0.91.dtd"><rss version="0.91"><channel>'
@@ -351,6 +364,24 @@ def test_it_routes_to_feedparser(name):
 
 def _entries(name: str) -> list:
     return parse_feed(_fixture(name), base_url=BASE).entries
+
+
+def test_it_reads_a_utf8_document_that_declares_utf16_as_feedparser_does():
+    # feedparser tries the declared encoding first: an odd number of bytes cannot be UTF-16,
+    # so it reads them as UTF-8; an even number decodes as UTF-16, to nothing readable.
+    odd = (
+        '<?xml version="1.0" encoding="utf-16"?>\n<rss version="2.0"><channel><title>u</title>'
+        "<item><title>caf\u00e9 \u20ac</title><link>https://inline.example/u</link></item>"
+        "</channel></rss>\n"
+    ).encode()
+    assert len(odd) % 2 == 1
+
+    _assert_same(odd)
+    assert [entry.title for entry in parse_feed(odd).entries] == ["caf\u00e9 \u20ac"]
+    with pytest.raises(Routed, match="not well-formed"):
+        parse_fast(odd + b" ")
+    with pytest.raises(NotAFeed):
+        parse_feed(odd + b" ")
 
 
 def test_it_reads_atom_xhtml_titles_and_content():

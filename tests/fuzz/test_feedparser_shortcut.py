@@ -21,7 +21,7 @@ from feedparser.encodings import convert_to_utf8
 from feedparser.sanitizer import replace_doctype
 from hypothesis import given, settings
 
-from feeds.parsing.reference import _expat_error, _loose_parse
+from feeds.parsing.reference import _loose_parse, expat_error
 from tests.fuzz.profiles import scaled
 from tests.fuzz.strategies import url_values, xml_feeds
 
@@ -108,7 +108,7 @@ def _same_verdict(body: bytes) -> bool | None:
     data = _prepared(body)
     if data is None:
         return None
-    rejected = _expat_error(data) is not None
+    rejected = expat_error(data) is not None
     assert rejected == _strict_sax_rejects(data), body[:200]
     return rejected
 
