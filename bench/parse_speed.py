@@ -21,13 +21,16 @@ corpus is those files and the 13 fixtures. A real-site corpus: the 200 saved fee
 benchmark_data/ and the 13 XML feeds in tests/integration/ of kagisearch/fastfeedparser (commit
 763b6c9; not in this repository: they are other people's pages).
 
-On the 2-core development machine (2026-12-07, defaults, quiet): feedparser 41-48 feeds/s
-(1,270-1,470 entries/s), ours 315-334 feeds/s (9,700-10,300 entries/s): 7.0-7.6x, 69 of 73
-feeds on the fast path. On the real-site corpus: feedparser 16.7 s, ours 2.3 s (7.2-7.5x), 203
-of 214 files on the fast path (fields identical to feedparser's on every one of them). Of our
-time nh3 takes 40% (it sanitizes at ~40 MB/s), the strict lxml parse 10%; the rest is the tree
-walk, text clean-up, hashing and link keys. The goal of 10x is not met: with nh3 alone at 40%,
-everything else would have to cost under a fifth of what it does.
+On the 2-core development machine (2026-12-08, defaults; this machine ran 2-2.5x slower than
+the one of 2026-12-07, and its speed drifted by a third within minutes, which moves single runs a
+lot): generated corpus 8.0-10.4x over 13 runs, median 9.3x (feedparser 14-23 feeds/s, ours
+130-212 feeds/s), 69 of 73 feeds on the fast path; real-site corpus 11.4x in both runs of the
+final code (feedparser 41-47 s, ours 3.6-4.2 s; 9.2-13.2x in runs of the day's intermediate
+states), 214 of 226 documents on the fast path, fields identical to feedparser's on every one
+of them. Before that day's changes: 8.3-8.8x on both corpora, on the same machine.
+Of our time nh3 takes 25-35% (0.3.8; 0.3.7 took 30% more on the same input), the strict lxml
+parse 10-15%; on the real-site corpus the 9 documents feedparser reads take another 15%.
+The goal of 10x is met on the real-site corpus and not on the generated one.
 """
 
 from __future__ import annotations
