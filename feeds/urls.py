@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 # Exact names; prefixes below. Lower-case comparison.
@@ -70,8 +69,10 @@ def clean_link(url: str) -> str:
     if not url or "?" not in url:  # no query, no tracking parameters
         return url
     plain = _PLAIN_LINK.fullmatch(url)
-    if plain and not any(_tracking_pairs(plain.group(4))):
-        return url
+    if plain:  # the "?" can only be that of its query, group 4
+        pairs = plain.group(4).split("&")
+        if len(_without_tracking(pairs)) == len(pairs):
+            return url
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -79,7 +80,7 @@ def clean_link(url: str) -> str:
     if not parts.query:
         return url
     segments = parts.query.split("&")
-    kept = [s for s in segments if not is_tracking_param(unquote_plus(s.partition("=")[0]))]
+    kept = _without_tracking(segments)
     if len(kept) == len(segments):
         return url
     return urlunsplit(parts._replace(query="&".join(kept)))
@@ -98,11 +99,8 @@ def canonical_link(url: str) -> str:
         link = f"https://{host}{plain.group(3) or '/'}"
         if plain.group(4) is None:
             return link
-        pairs = plain.group(4).split("&")
-        if any(_tracking_pairs(plain.group(4))):
-            pairs = [pair for pair in pairs if not is_tracking_param(pair.partition("=")[0])]
         # Sorted as parse_qsl's (name, value) tuples, which "name=value" strings are not.
-        pairs.sort(key=_name_and_value)
+        pairs = sorted(_without_tracking(plain.group(4).split("&")), key=_name_and_value)
         return f"{link}?{'&'.join(pairs)}" if pairs else link
     try:
         parts = urlsplit(clean_link(url))
@@ -123,9 +121,9 @@ def canonical_link(url: str) -> str:
     return urlunsplit(("https", netloc, path, query, ""))
 
 
-def _tracking_pairs(query: str | None) -> Iterator[bool]:
-    """Whether each name=value pair of a plain query is a tracking parameter."""
-    return (is_tracking_param(pair.partition("=")[0]) for pair in (query or "").split("&"))
+def _without_tracking(pairs: list[str]) -> list[str]:
+    """The name=value pairs of a query whose (decoded) name is not a tracking parameter."""
+    return [pair for pair in pairs if not is_tracking_param(unquote_plus(pair.partition("=")[0]))]
 
 
 def _name_and_value(pair: str) -> tuple[str, str, str]:
