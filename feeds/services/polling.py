@@ -231,6 +231,7 @@ def _store_polls(polls: list[tuple[Source, str, _Outcome]]) -> list[int]:
     plans = _plan_stores([(source, read.entries) for source, read in reads if read])
     logs: list[PollLog] = []
     finished: list[tuple[Source, str, dict[str, object]]] = []
+    stored: dict[int, Stored] = {}
     for source, token, outcome in polls:
         read = outcome.read
         assert read is not None
@@ -247,7 +248,7 @@ def _store_polls(polls: list[tuple[Source, str, _Outcome]]) -> list[int]:
             items_updated=len(edited),
         )
         fields = _close_log(source, log, outcome.started, read, new_items=len(plan.new))
-        plan.edited_ids = edited
+        stored[source.id] = Stored(edited_ids=edited, seen=plan.seen)
         logs.append(log)
         finished.append((source, token, fields))
     bulk_insert(PollLog, logs)
@@ -260,17 +261,15 @@ def _store_polls(polls: list[tuple[Source, str, _Outcome]]) -> list[int]:
     )
     outbox.record_raw_posts_created(created)
     _finish_sources(finished)
-    ids: list[int] = []
-    new_ids: dict[int, list[int]] = {}
     for raw in created:
-        new_ids.setdefault(raw.source_id, []).append(raw.id)
+        stored[raw.source_id].new_ids.append(raw.id)
+    ids: list[int] = []
     for (source, _, outcome), log in zip(polls, logs, strict=True):
         read = outcome.read
         assert read is not None
         if read.cursor is not None:
             advance_cursor(source_id=source.id, cursor=read.cursor)
-        plan = plans.get(source.id, _Plan())
-        ids += sorted({*new_ids.get(source.id, []), *plan.edited_ids})
+        ids += stored[source.id].to_process
         _log_poll(source, log)
     return ids
 

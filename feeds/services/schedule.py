@@ -110,10 +110,18 @@ def _finish(
         source, log, started, read, new_items=len(stored.new_ids), retry_after=retry_after
     )
     log.save()
-    updated = Source.objects.filter(id=source.id, claim_token=token).update(**fields)
-    if not updated:
-        logger.warning("poll of source %s finished after its claim expired", source.id)
+    _update_claimed(source.id, token, fields)
     _log_poll(source, log)
+
+
+def _update_claimed(source_id: int, token: str, fields: dict[str, object]) -> None:
+    """The source's new state, written only while the poll still holds its claim."""
+    if not Source.objects.filter(id=source_id, claim_token=token).update(**fields):
+        _claim_expired(source_id)
+
+
+def _claim_expired(source_id: int) -> None:
+    logger.warning("poll of source %s finished after its claim expired", source_id)
 
 
 def _close_log(
@@ -223,8 +231,7 @@ def _finish_sources(finished: list[tuple[Source, str, dict[str, object]]]) -> No
     returned): one UPDATE on PostgreSQL, each row still conditional on its claim."""
     if connection.vendor != "postgresql":
         for source, token, fields in finished:
-            if not Source.objects.filter(id=source.id, claim_token=token).update(**fields):
-                logger.warning("poll of source %s finished after its claim expired", source.id)
+            _update_claimed(source.id, token, fields)
         return
     updated: set[int] = set()
     for start in range(0, len(finished), _FINISH_ROWS_PER_STATEMENT):
@@ -241,4 +248,4 @@ def _finish_sources(finished: list[tuple[Source, str, dict[str, object]]]) -> No
             updated.update(row[0] for row in cursor.fetchall())
     for source, _, _ in finished:
         if source.id not in updated:
-            logger.warning("poll of source %s finished after its claim expired", source.id)
+            _claim_expired(source.id)

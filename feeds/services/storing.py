@@ -102,7 +102,6 @@ class _Plan:
     seen: int = 0
     new: list[ParsedEntry] = field(default_factory=list)
     edits: dict[int, tuple[ParsedEntry, str]] = field(default_factory=dict)
-    edited_ids: list[int] = field(default_factory=list)  # the edits that changed a row
 
 
 # Bound parameters per matching query (psycopg's limit is 65,535).
